@@ -1,0 +1,5 @@
+import sys
+
+from torchlnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,112 @@
+"""Helpers shared by the cells: positivity, elapsed-time checks and wiring preparation."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torchlnn.wirings import FullyConnected, Wiring
+
+
+def positive(raw: Tensor) -> Tensor:
+    """Map an unconstrained parameter to a positive value: ``softplus(raw) = log(1 + e^raw)``."""
+    return F.softplus(raw)
+
+
+def inverse_positive(value: Tensor) -> Tensor:
+    """Return ``raw`` with ``positive(raw) == value``, for ``value > 0``.
+
+    Computed as ``value + log(-expm1(-value))``, which stays accurate for small and large
+    values.
+    """
+    return value + torch.log(-torch.expm1(-value))
+
+
+def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
+    """Return a tensor drawn uniformly from [low, high) with torch's global generator."""
+    return torch.rand(shape) * (high - low) + low
+
+
+def resolve_wiring(units: int | Wiring, input_size: int | None, owner: str) -> Wiring:
+    """Return the wiring a layer or cell uses, built for ``input_size`` features.
+
+    An int gives ``FullyConnected(units)``. A wiring instance is built in place when it is not
+    built yet (so the caller's object shows the input size afterwards, as in ncps); a wiring
+    built for another input size raises ValueError, because one instance describes one layer.
+    """
+    if isinstance(units, Wiring):
+        wiring = units
+    elif isinstance(units, numbers.Integral) and not isinstance(units, bool):
+        wiring = FullyConnected(int(units))
+    else:
+        raise TypeError(
+            f"{owner}: units must be an int (number of neurons) or a torchlnn.wirings.Wiring, "
+            f"got {units!r} ({type(units).__name__})."
+        )
+    if input_size is not None:
+        wiring.build(input_size)
+    if not wiring.is_built():
+        raise ValueError(
+            f"{owner}: the wiring does not know its number of input features. Pass "
+            f"in_features/input_size, or call wiring.build(input_dim) first."
+        )
+    return wiring
+
+
+def check_elapsed_time(dt: Any, batch: int, owner: str) -> float | Tensor:
+    """Validate one step's elapsed time and return a float or a (B, 1) tensor.
+
+    Accepted: a non-negative number, a 0-d tensor, or a tensor of shape (B,) or (B, 1).
+    """
+    if isinstance(dt, Tensor):
+        if dt.dim() == 0:
+            dt = dt.reshape(1, 1)
+        elif dt.shape in ((batch,), (batch, 1)):
+            dt = dt.reshape(batch, 1)  # (B,) or (B, 1) -> (B, 1)
+        else:
+            raise ValueError(
+                f"{owner}: dt must be a number, a 0-d tensor, or a tensor of shape ({batch},) "
+                f"or ({batch}, 1) with one elapsed time per sample; got shape {tuple(dt.shape)}."
+            )
+        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            if torch.isnan(dt).any() or (dt < 0).any():
+                raise ValueError(
+                    f"{owner}: dt must be non-negative and not NaN, got values between "
+                    f"{float(dt.min()):g} and {float(dt.max()):g}."
+                )
+        return dt
+    if isinstance(dt, numbers.Real) and not isinstance(dt, bool):
+        if math.isnan(dt) or dt < 0:
+            raise ValueError(f"{owner}: dt must be non-negative and not NaN, got {dt}.")
+        return float(dt)
+    raise TypeError(f"{owner}: dt must be a number or a tensor, got {type(dt).__name__}.")
+
+
+def check_structure_matches(
+    module: nn.Module, names: tuple[str, ...], state_dict, prefix: str, error_msgs: list[str]
+) -> None:
+    """Add a loading error when a checkpoint's connectivity buffers differ from the module's.
+
+    Masks and source indices come from the wiring. A checkpoint whose values differ was saved
+    from a model with another wiring, and loading it would silently replace this model's
+    connectivity, so it is refused with a message instead.
+    """
+    for name in names:
+        key = prefix + name
+        if key not in state_dict:
+            continue
+        own = getattr(module, name)
+        incoming = state_dict[key]
+        if incoming.shape == own.shape and torch.equal(incoming.to(own), own):
+            continue
+        error_msgs.append(
+            f"The connectivity buffer '{key}' in the checkpoint differs from this model's "
+            f"wiring (checkpoint shape {tuple(incoming.shape)}, this model "
+            f"{tuple(own.shape)}). The checkpoint was saved from a model with another wiring. "
+            f"Build the model with that wiring (torchlnn.wirings.from_config) before loading."
+        )

@@ -1,0 +1,1 @@
+"""Interoperability with other liquid-network libraries (``torchlnn.interop.ncps``)."""

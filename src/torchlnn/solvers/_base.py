@@ -1,0 +1,105 @@
+"""The solver interface shared by every LTC solver.
+
+An LTC layer's membrane equation has the form
+
+    C_m * dv/dt = numerator(v) - denominator(v) * v
+
+where ``numerator(v) = g_leak * v_leak + sum_j g_j(v) * E_j`` and
+``denominator(v) = g_leak + sum_j g_j(v)`` collect the leak and the synaptic conductances
+``g_j(v)`` with their reversal potentials ``E_j`` (see ``torchlnn.cells.LTCCell``). The cell
+writes this right-hand side once, as a function ``terms(v) -> (numerator, denominator)``; a
+solver decides how to advance ``v`` over an elapsed time ``dt`` with it.
+
+Shapes: ``v``, ``numerator`` and ``denominator`` are (B, N); ``C_m`` is (N,); ``dt`` is a float
+or a (B, 1) tensor, one elapsed time per sample.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import Union
+
+import torch
+from torch import Tensor
+
+Terms = Callable[[Tensor], "tuple[Tensor, Tensor]"]
+TimeStep = Union[float, Tensor]
+
+
+def vector_field(terms: Terms, cm: Tensor, v: Tensor) -> Tensor:
+    """Return dv/dt = (numerator(v) - denominator(v) * v) / C_m."""
+    numerator, denominator = terms(v)
+    return (numerator - denominator * v) / cm
+
+
+class Solver:
+    """Advances the LTC membrane equation over one input step.
+
+    Attributes:
+        name: the string that selects this solver in ``LTCCell(solver=...)``.
+        order: the global order of accuracy in the sub-step length.
+    """
+
+    name: str = ""
+    order: int = 0
+
+    def integrate(self, terms: Terms, cm: Tensor, v: Tensor, dt: TimeStep, unfolds: int) -> Tensor:
+        """Return the state after an elapsed time ``dt``, taking ``unfolds`` sub-steps."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ExplicitSolver(Solver):
+    """A fixed-step explicit Runge-Kutta solver with a stability check.
+
+    Explicit methods are stable on the LTC equation only while each sub-step is short compared
+    with the fastest membrane time constant: ``h * denominator / C_m`` must stay below
+    ``stability_limit`` (2 for Euler, about 2.79 for RK4, on the linear decay part). When a
+    sub-step exceeds it, the solver warns; when the state becomes non-finite, it raises
+    FloatingPointError instead of returning NaN.
+    """
+
+    stability_limit: float = math.inf
+
+    def step(self, terms: Terms, cm: Tensor, v: Tensor, h: TimeStep) -> Tensor:
+        """Return the state after one sub-step of length ``h``."""
+        raise NotImplementedError
+
+    def integrate(self, terms: Terms, cm: Tensor, v: Tensor, dt: TimeStep, unfolds: int) -> Tensor:
+        h = dt / unfolds
+        self._check_stability(terms, cm, v, h, dt, unfolds)
+        for _ in range(unfolds):
+            v = self.step(terms, cm, v, h)
+        if not torch.isfinite(v).all():
+            raise FloatingPointError(
+                f"The {self.name!r} solver produced non-finite states (dt up to "
+                f"{_max_value(dt):g}, ode_unfolds={unfolds}). Explicit solvers diverge when a "
+                f"sub-step is long compared with the membrane time constant. Use "
+                f"solver='fused' (stable for any dt), or increase ode_unfolds."
+            )
+        return v
+
+    def _check_stability(self, terms, cm, v, h, dt, unfolds) -> None:
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            return
+        with torch.no_grad():
+            _, denominator = terms(v)
+            stiffness = float((denominator / cm * h).max())
+        if stiffness > self.stability_limit:
+            warnings.warn(
+                f"The {self.name!r} solver is likely unstable here: a sub-step of "
+                f"dt/ode_unfolds up to {_max_value(dt) / unfolds:g} times the fastest decay rate "
+                f"(g_leak + synaptic conductances) / C_m gives {stiffness:.3g}, above its "
+                f"stability limit {self.stability_limit:g}. Use solver='fused' or increase "
+                f"ode_unfolds.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+
+def _max_value(dt: TimeStep) -> float:
+    return float(dt.max()) if isinstance(dt, Tensor) else float(dt)

@@ -36,9 +36,15 @@ def save(module: nn.Module, path: str | os.PathLike) -> None:
         "config": module.get_config(),
         "state_dict": module.state_dict(),
     }
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"torchlnn.save could not write {os.fspath(path)!r}: the folder {folder!r} does not "
+            f"exist. Create it first."
+        )
     try:
         torch.save(payload, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
         raise OSError(f"torchlnn.save could not write {os.fspath(path)!r}: {error}") from error
 
 

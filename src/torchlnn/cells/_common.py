@@ -12,19 +12,25 @@ from torch import Tensor, nn
 
 from torchlnn.wirings import FullyConnected, Wiring
 
+# Smallest value of a positive parameter. softplus alone underflows to exactly 0 in float32 for
+# raw values below about -104, which an aggressive optimiser step can reach; a capacitance of 0
+# would then divide 0 by 0 at a zero elapsed time.
+POSITIVE_FLOOR = 1e-6
+
 
 def positive(raw: Tensor) -> Tensor:
-    """Map an unconstrained parameter to a positive value: ``softplus(raw) = log(1 + e^raw)``."""
-    return F.softplus(raw)
+    """Map an unconstrained parameter to a positive value: ``softplus(raw) + POSITIVE_FLOOR``."""
+    return F.softplus(raw) + POSITIVE_FLOOR
 
 
 def inverse_positive(value: Tensor) -> Tensor:
-    """Return ``raw`` with ``positive(raw) == value``, for ``value > 0``.
+    """Return ``raw`` with ``positive(raw) == value``, for ``value > POSITIVE_FLOOR``.
 
-    Computed as ``value + log(-expm1(-value))``, which stays accurate for small and large
-    values.
+    Computed as ``y + log(-expm1(-y))`` with ``y = value - POSITIVE_FLOOR``, which stays
+    accurate for small and large values.
     """
-    return value + torch.log(-torch.expm1(-value))
+    shifted = value - POSITIVE_FLOOR
+    return shifted + torch.log(-torch.expm1(-shifted))
 
 
 def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
@@ -87,26 +93,38 @@ def check_elapsed_time(dt: Any, batch: int, owner: str) -> float | Tensor:
     raise TypeError(f"{owner}: dt must be a number or a tensor, got {type(dt).__name__}.")
 
 
-def check_structure_matches(
-    module: nn.Module, names: tuple[str, ...], state_dict, prefix: str, error_msgs: list[str]
-) -> None:
-    """Add a loading error when a checkpoint's connectivity buffers differ from the module's.
+class WiredModule(nn.Module):
+    """A module whose connectivity buffers (``STRUCTURE``) come from a wiring.
 
-    Masks and source indices come from the wiring. A checkpoint whose values differ was saved
-    from a model with another wiring, and loading it would silently replace this model's
-    connectivity, so it is refused with a message instead.
+    Loading a state dict whose connectivity buffers differ raises a RuntimeError that names
+    them, and leaves this module's own connectivity in place: the checkpoint was saved from a
+    model with another wiring, and loading it must not silently change this model's synapses.
     """
-    for name in names:
-        key = prefix + name
-        if key not in state_dict:
-            continue
-        own = getattr(module, name)
-        incoming = state_dict[key]
-        if incoming.shape == own.shape and torch.equal(incoming.to(own), own):
-            continue
-        error_msgs.append(
-            f"The connectivity buffer '{key}' in the checkpoint differs from this model's "
-            f"wiring (checkpoint shape {tuple(incoming.shape)}, this model "
-            f"{tuple(own.shape)}). The checkpoint was saved from a model with another wiring. "
-            f"Build the model with that wiring (torchlnn.wirings.from_config) before loading."
+
+    STRUCTURE: tuple[str, ...] = ()
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
+    ) -> None:
+        kept = {}
+        for name in self.STRUCTURE:
+            key = prefix + name
+            own = getattr(self, name)
+            incoming = state_dict.get(key)
+            if incoming is None:
+                continue
+            if incoming.shape == own.shape and torch.equal(incoming.to(own), own):
+                continue
+            kept[name] = own.clone()
+            error_msgs.append(
+                f"The connectivity buffer '{key}' in the checkpoint differs from this model's "
+                f"wiring (checkpoint shape {tuple(incoming.shape)}, this model "
+                f"{tuple(own.shape)}). The checkpoint was saved from a model with another "
+                f"wiring. Build the model with that wiring (torchlnn.wirings.from_config) "
+                f"before loading."
+            )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
         )
+        for name, value in kept.items():
+            setattr(self, name, value)

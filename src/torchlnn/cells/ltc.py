@@ -11,8 +11,8 @@ from torchlnn.solvers import Solver, get_solver
 from torchlnn.wirings import Wiring
 
 from ._common import (
+    WiredModule,
     check_elapsed_time,
-    check_structure_matches,
     inverse_positive,
     positive,
     resolve_wiring,
@@ -22,7 +22,7 @@ from ._common import (
 _MAPPINGS = ("affine", "linear", "identity", None)
 
 
-class LTCCell(nn.Module):
+class LTCCell(WiredModule):
     r"""A liquid time-constant (LTC) cell: one input step of the LTC membrane equation.
 
     Hasani, Lechner, Amini, Rus and Grosu, "Liquid Time-constant Networks", AAAI 2021. Each
@@ -71,13 +71,15 @@ class LTCCell(nn.Module):
     The output is the motor neurons' potential, mapped: ``y = v[:, :M] * output_w + output_b``.
 
     Positivity: ``C_m``, ``g_leak``, ``w`` and ``w^s`` are stored unconstrained (``cm_raw``,
-    ``gleak_raw``, ``w_raw``, ``sensory_w_raw``) and passed through softplus, so they stay
-    positive after any optimiser step with no clipping call. The properties ``cm``, ``gleak``,
-    ``w`` and ``sensory_w`` return the positive values, with absent synapses zeroed. With the
-    fused solver the state therefore stays within the range of ``hx``, ``v_leak`` and ``E``.
+    ``gleak_raw``, ``w_raw``, ``sensory_w_raw``) and computed as ``softplus(raw) + 1e-6``, so
+    they stay positive after any optimiser step with no clipping call (the floor keeps them
+    positive where softplus alone would underflow to 0 in float32). The properties ``cm``,
+    ``gleak``, ``w`` and ``sensory_w`` return the positive values, with absent synapses zeroed.
+    With the fused solver the state therefore stays within the range of ``hx``, ``v_leak``
+    and ``E``.
 
     Initialisation draws the positive values uniformly from the LTC paper's ranges
-    (``INIT_RANGES``) and stores their softplus inverse. NOTE: ncps 1.0.1's ``LTC`` layer
+    (``INIT_RANGES``) and stores the inverse of that map. NOTE: ncps 1.0.1's ``LTC`` layer
     instead applies softplus to raw values drawn from those ranges, so its initial conductances
     and capacitances are larger (softplus(0.5) is about 0.97).
 
@@ -100,6 +102,8 @@ class LTCCell(nn.Module):
     where B is the batch size, I the number of input features, N the number of neurons and M
     the number of motor neurons.
     """
+
+    STRUCTURE = ("sparsity_mask", "sensory_sparsity_mask")
 
     INIT_RANGES = {
         "gleak": (0.001, 1.0),
@@ -160,7 +164,9 @@ class LTCCell(nn.Module):
         self.sigma = plain_parameter((units, units), "sigma")
         self.mu = plain_parameter((units, units), "mu")
         self.w_raw = positive_parameter((units, units), "w")
-        self.erev = nn.Parameter(torch.as_tensor(self.wiring.erev_initializer(), dtype=torch.float32))
+        self.erev = nn.Parameter(
+            torch.as_tensor(self.wiring.erev_initializer(), dtype=torch.float32)
+        )
         self.sensory_sigma = plain_parameter((inputs, units), "sensory_sigma")
         self.sensory_mu = plain_parameter((inputs, units), "sensory_mu")
         self.sensory_w_raw = positive_parameter((inputs, units), "sensory_w")
@@ -344,16 +350,7 @@ class LTCCell(nn.Module):
             return output.squeeze(0), h.squeeze(0)
         return output, h
 
-    # ------------------------------------------------------------------ checkpoints
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected,
-                              error_msgs) -> None:
-        check_structure_matches(
-            self, ("sparsity_mask", "sensory_sparsity_mask"), state_dict, prefix, error_msgs
-        )
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
-        )
+    # ------------------------------------------------------------------ configs
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments, with the wiring as its config (JSON-serialisable)."""

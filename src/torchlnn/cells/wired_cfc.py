@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 from torchlnn.wirings import Wiring
 
-from ._common import check_elapsed_time, check_structure_matches, resolve_wiring
+from ._common import WiredModule, check_elapsed_time, resolve_wiring
 from .cfc import check_mode, closed_form, xavier_blocks_
 
 CONNECTIVITIES = ("wiring", "ncps")
 
 
-class _WiredLayer(nn.Module):
+class _WiredLayer(WiredModule):
     """One layer of neurons of a wired CfC cell, with its sources and masked heads.
 
     The layer's pre-activations read three sources, concatenated in this order:
@@ -65,13 +65,6 @@ class _WiredLayer(nn.Module):
             self.w_tau = nn.Parameter(torch.zeros(size))
             self.A = nn.Parameter(torch.ones(size))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing,
-                              unexpected, error_msgs) -> None:
-        check_structure_matches(self, self.STRUCTURE, state_dict, prefix, error_msgs)
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
-        )
-
     def masked_weight(self) -> Tensor:
         return self.weight * self.mask
 
@@ -89,10 +82,11 @@ class _WiredLayer(nn.Module):
         pre = prepared + F.linear(hx[:, self.state_sources], weight[:, n_x + n_fresh :])
         if n_fresh:
             pre = pre + F.linear(fresh[:, self.fresh_sources], weight[:, n_x : n_x + n_fresh])
-        return closed_form(self.mode, pre, dt, getattr(self, "w_tau", None), getattr(self, "A", None))
+        w_tau, amplitude = getattr(self, "w_tau", None), getattr(self, "A", None)
+        return closed_form(self.mode, pre, dt, w_tau, amplitude)
 
 
-class WiredCfCCell(nn.Module):
+class WiredCfCCell(WiredModule):
     r"""A CfC cell whose neurons and synapses follow a wiring, updated layer by layer.
 
     Each layer of the wiring (for an NCP: inter, then command, then motor) is a CfC without a
@@ -128,6 +122,8 @@ class WiredCfCCell(nn.Module):
         * dt: a number, or a tensor of shape (B,) or (B, 1)
         * output: (B, M) or (M,); h: (B, N) or (N,)
     """
+
+    STRUCTURE = ("state_order",)
 
     def __init__(
         self,

@@ -15,10 +15,12 @@ What is converted as ncps computes it, not as torchlnn would build it:
   ``state_from_ncps`` (and ``state_to_ncps`` for the way back).
 * The wiring becomes a plain ``torchlnn.wirings.Wiring`` with ncps's matrices, neuron roles and
   layers: torchlnn's NCP generator draws other synapses for the same seed.
-* LTC positivity: torchlnn stores softplus-inverse values. A cell created with ncps's
-  ``implicit_param_constraints=True`` (the ``LTC`` layer default) maps one to one. With
-  ``False``, ncps uses the raw values directly; they must be non-negative (call ncps's
-  ``apply_weight_constraints()`` first), and zeros become softplus(-60), about 1e-26.
+* LTC positivity: torchlnn computes ``C_m``, ``g_leak`` and ``w`` as ``softplus(raw) + 1e-6``.
+  The converter takes the values ncps computes with (softplus of its parameters when it was
+  created with ``implicit_param_constraints=True``, the ``LTC`` layer default; the parameters
+  themselves otherwise) and stores their inverse. With ``False`` the values must be
+  non-negative (call ncps's ``apply_weight_constraints()`` first). Values at or below 2e-6,
+  zeros included, become 1e-6 (the floor), a difference below float32 precision here.
 * Backbone dropout: ncps's dense CfC applies it after the second and later backbone layers
   only (with one layer, not at all). The converted cell has no dropout where ncps had none,
   and otherwise applies ncps's rate after every layer, so training-mode outputs can differ
@@ -34,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlnn.cells import CfCCell, LTCCell, WiredCfCCell
-from torchlnn.cells._common import inverse_positive
+from torchlnn.cells._common import POSITIVE_FLOOR, inverse_positive
 from torchlnn.layers import LTC, CfC
 from torchlnn.wirings import Wiring
 
@@ -46,7 +48,7 @@ _ACTIVATION_NAMES = {
     "SiLU": "silu",
 }
 
-# softplus(-60) is about 1e-26: the value a zero conductance becomes.
+# softplus(-60) is about 1e-26, so this raw value gives the floor 1e-6.
 _ZERO_RAW = -60.0
 
 
@@ -244,18 +246,21 @@ def _positive_raw(name: str, value: Tensor, implicit: bool, mask: Tensor | None)
     """Return torchlnn's raw parameter for an ncps positive parameter."""
     value = value.detach().to(torch.float64)
     if implicit:
-        return value  # ncps applies softplus too: the raw values are the same.
-    effective = value if mask is None else value * mask.to(torch.float64)
+        effective = torch.nn.functional.softplus(value)  # what ncps computes with
+    else:
+        effective = value
+    if mask is not None:
+        effective = effective * mask.to(torch.float64)
     if (effective < 0).any():
         raise ValueError(
-            f"from_ncps: the ncps LTCCell's '{name}' has negative entries ({float(effective.min()):g}), "
-            f"which torchlnn's positive parametrisation cannot represent. ncps with "
-            f"implicit_param_constraints=False clips them only in apply_weight_constraints(): "
-            f"call it on the ncps module, then convert."
+            f"from_ncps: the ncps LTCCell's '{name}' has negative entries (minimum "
+            f"{float(effective.min()):g}), which torchlnn's positive parametrisation cannot "
+            f"represent. With implicit_param_constraints=False, ncps clips them only in "
+            f"apply_weight_constraints(): call it on the ncps module, then convert."
         )
     raw = torch.full_like(effective, _ZERO_RAW)
-    positive = effective > 0
-    raw[positive] = inverse_positive(effective[positive])
+    representable = effective > 2 * POSITIVE_FLOOR
+    raw[representable] = inverse_positive(effective[representable])
     return raw
 
 

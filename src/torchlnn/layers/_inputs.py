@@ -196,9 +196,9 @@ def check_state(
         pair = tuple(hx)
     else:
         if not isinstance(hx, Tensor):
+            hint = " A tuple (h, c) is only for mixed_memory=True." if isinstance(hx, tuple) else ""
             raise ValueError(
-                f"{owner}: hx must be a tensor of shape {expected}; got {type(hx).__name__}."
-                + (" A tuple (h, c) is only for mixed_memory=True." if isinstance(hx, tuple) else "")
+                f"{owner}: hx must be a tensor of shape {expected}; got {type(hx).__name__}.{hint}"
             )
         pair = (hx,)
 

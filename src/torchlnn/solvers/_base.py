@@ -19,13 +19,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import Tensor
 
 Terms = Callable[[Tensor], "tuple[Tensor, Tensor]"]
-TimeStep = Union[float, Tensor]
+TimeStep = float | Tensor
 
 
 def vector_field(terms: Terms, cm: Tensor, v: Tensor) -> Tensor:

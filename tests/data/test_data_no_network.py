@@ -1,5 +1,6 @@
-"""Every test in this folder runs with the network blocked by the autouse fixture in
-conftest.py; these tests check that the block works and that all loaders run under it."""
+"""Check that the network block works and that every loader runs under it.
+
+The autouse fixture in conftest.py blocks the network for every test in this folder."""
 
 from __future__ import annotations
 

@@ -26,9 +26,9 @@ from torch.utils.data import TensorDataset
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TASKS: tuple[str, ...] = ("regression", "classification")
 
-# Value stored in `timespans` at padded steps. A padded step must be ignored through the mask;
-# 1.0 is used (not 0.0) so that a model which does run over the padding still gets a valid step
-# size, because an ODE solver step of length 0 can divide by zero.
+# Value stored in `timespans` at padded steps, which models must ignore through the mask. It is
+# 1.0 and not 0.0 because a model that does run over the padding then still gets a valid step
+# size, while an ODE solver step of length 0 can divide by zero.
 PAD_TIMESPAN = 1.0
 
 
@@ -44,7 +44,7 @@ class DatasetInfo:
     ``"classification"``: targets are ``(N,)`` int64, one class per sequence."""
 
     source: str
-    """Where the data comes from: shipped file, generator or installed package, with version."""
+    """Origin of the data: shipped file, generator or installed package, with its version."""
 
     license: str
     """License of the data (not of torchlnn), or a statement that it is generated."""

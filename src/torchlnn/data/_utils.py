@@ -31,7 +31,7 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split indices into train, validation and test sets with the same class proportions.
 
-    Each class is shuffled with a generator seeded by ``seed``; its first
+    Each class is shuffled with a generator seeded by ``seed``. Its first
     ``round(test_fraction * n)`` indices go to test, the next ``round(valid_fraction * n)`` to
     validation and the rest to train. Returns three sorted index arrays.
     """

@@ -1,9 +1,9 @@
 """Event-based sequential digits: scikit-learn's 8x8 digit images as irregular event streams.
 
 This follows the event-based sequential MNIST of the CfC paper (Hasani et al., Nature Machine
-Intelligence 2022) on a smaller image set that needs no download: the 1,797 images of
-``sklearn.datasets.load_digits``, which ship inside scikit-learn (a copy of the test set of
-the UCI "Optical Recognition of Handwritten Digits" data, 8x8 pixels with values 0..16).
+Intelligence 2022) on a smaller image set that needs no download. The 1,797 images of
+``sklearn.datasets.load_digits`` ship inside scikit-learn. They are a copy of the test set of
+the UCI "Optical Recognition of Handwritten Digits" data, 8x8 pixels with values 0..16.
 
 Encoding of one image:
 
@@ -89,7 +89,7 @@ def load_event_digits(
     """Load scikit-learn's digits as event-based sequences (10 classes).
 
     Each digit class is split separately (stratified) with a generator seeded by ``seed``:
-    with the defaults 1,257 training, 180 validation and 360 test images. Inputs are
+    with the defaults 1,259 training, 179 validation and 359 test images. Inputs are
     ``(N, T, 1)`` with ``T`` the largest event count over all 1,797 images (29 with the
     default threshold), so the three splits share one ``T``.
 

@@ -53,8 +53,9 @@ def load_halfcheetah_traces() -> list[np.ndarray]:
 def cut_windows(trace: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Cut one ``(L, F)`` trace into next-step prediction windows.
 
-    Windows start at steps ``0, stride, 2 * stride, ...`` strictly below ``L - window - 1``;
-    this bound, taken from the LTC paper's script, leaves out the last possible window. The
+    Windows start at steps ``0, stride, 2 * stride, ...`` strictly below ``L - window - 1``.
+    This bound comes from the LTC paper's script. It leaves out a window starting at
+    ``L - window - 1`` when that is a multiple of ``stride``, although the window would fit. The
     inputs of a window starting at ``s`` are steps ``s .. s + window - 1`` and its targets
     are the same steps shifted one ahead, ``s + 1 .. s + window``.
 
@@ -74,7 +75,7 @@ def load_halfcheetah(window: int = 32, stride: int = 10) -> SequenceSplits:
     - traces sorted by file name; traces 0-4 are validation, 5-14 test, 15-24 training, and
       25-30 are unused;
     - each trace is converted to float32 and cut into windows of ``window`` steps every
-      ``stride`` steps (see :func:`cut_windows`); the target of each step is the full
+      ``stride`` steps (see :func:`cut_windows`). The target of each step is the full
       17-value state one step later;
     - no normalisation.
 

@@ -1,9 +1,9 @@
 r"""Irregularly sampled MuJoCo rollouts (Walker2d, HalfCheetah) generated with gymnasium.
 
 The CfC paper (Hasani et al., Nature Machine Intelligence 2022) models Walker2d kinematics
-from recorded rollouts with random frame drops. Those recordings are not redistributable
-here, so :func:`load_mujoco` generates rollouts locally with ``gymnasium[mujoco]`` (no
-rendering) and applies the same kind of frame drops:
+from recorded rollouts with random frame drops. Those recordings do not ship with torchlnn
+and loaders never download, so :func:`load_mujoco` generates rollouts locally with
+``gymnasium[mujoco]`` (no rendering) and applies the same kind of frame drops:
 
 1. **Rollouts.** Each rollout resets the environment with its own seed and runs
    ``rollout_steps`` control steps under a smooth random policy (below). Walker2d runs with
@@ -18,19 +18,19 @@ rendering) and applies the same kind of frame drops:
    deviation is :math:`\sigma` (``action_std``, in units of half the action range) and the
    correlation time is :math:`\tau` control steps (``correlation_steps``). The applied action
    is :math:`a_t` clipped to ``[-1, 1]`` and mapped onto the action space. Smooth actions
-   resemble a controller's: under white-noise actions HalfCheetah's joint velocities change
-   sign from one 50 ms step to the next, while a torque held for about :math:`\tau` steps
-   gives smooth joint motion (measurements in ``docs/data.md``). No trained policy, and so
+   resemble a controller's output. Under white-noise actions, HalfCheetah's joint velocities
+   change sign from one 50 ms step to the next, while a torque held for about :math:`\tau`
+   steps gives smooth joint motion (measurements in ``docs/data.md``). No trained policy, and so
    no download, is needed.
 3. **Frame drops.** Each observation is kept independently with probability
    ``keep_probability`` (0.9); the first observation of a rollout is always kept. The
    ``timespans`` entry of a kept observation is the number of control steps since the
    previous kept one (1 for the first), in units of ``env.dt`` seconds.
 4. **Task.** Inputs are the kept observations (optionally with the action applied at that
-   step). ``target="next_observed"`` predicts the next kept observation, whose time offset
-   (the next timespan) the model does not see; ``target="next_step"`` predicts the
-   observation one control step after each kept one, as the CfC paper's Walker2d code
-   does. The sequences are cut into windows of ``window`` steps every ``stride`` steps.
+   step). ``target="next_observed"`` predicts the next kept observation. Its time offset,
+   the next timespan, is not an input. ``target="next_step"`` predicts the observation one
+   control step after each kept one, as the CfC paper's Walker2d code does. The sequences
+   are cut into windows of ``window`` steps every ``stride`` steps.
 5. **Splits.** Rollouts are independent draws, so they are split by index: the first
    ``round(test_fraction * R)`` rollouts are test, the next ``round(valid_fraction * R)``
    validation and the rest training (at least one each). Windows never cross rollouts.
@@ -81,9 +81,9 @@ def _mujoco_warnings_to_logging() -> Iterator[None]:
     """Send MuJoCo's warnings to this module's logger while the block runs.
 
     Without a handler, MuJoCo prints each warning and appends it to ``MUJOCO_LOG.TXT`` in the
-    working directory (HalfCheetah-v5's model triggers a deprecation warning on every load
-    with MuJoCo 4.0), and a loader must not write files the user did not ask for. Each
-    distinct message is logged once; repeats are counted and reported at the end.
+    working directory. A loader must not write files the user did not request, and
+    HalfCheetah-v5's model triggers a deprecation warning on every load with MuJoCo 4.0.
+    Each distinct message is logged once, and repeats are counted and reported at the end.
     """
     mujoco = import_optional("mujoco", _PURPOSE)
     seen: Counter[str] = Counter()
@@ -283,9 +283,9 @@ def _drop_frames(num_observations: int, keep_probability: float, rng: np.random.
     """Return the kept observation indices and their timespans (steps since the last kept)."""
     keep = rng.random(num_observations) < keep_probability  # (S + 1,)
     keep[0] = True
-    kept = np.flatnonzero(keep)  # (K,)
-    timespans = np.diff(kept, prepend=kept[0] - 1).astype(np.float32)  # (K,), first is 1
-    return kept, timespans
+    kept_indices = np.flatnonzero(keep)  # (K,)
+    timespans = np.diff(kept_indices, prepend=-1).astype(np.float32)  # (K,), first is 1
+    return kept_indices, timespans
 
 
 def _windows(array: np.ndarray, window: int, stride: int) -> np.ndarray:
@@ -372,13 +372,13 @@ def load_mujoco(
     per_rollout = []
     for index, (observations, actions) in enumerate(rollouts):
         _, _, drop_rng = _rollout_seeds(seed, index)
-        kept, timespans = _drop_frames(observations.shape[0], keep_probability, drop_rng)
+        kept_indices, timespans = _drop_frames(observations.shape[0], keep_probability, drop_rng)
         if target == "next_observed":
-            sources, target_indices = kept[:-1], kept[1:]  # (M,), (M,)
+            sources, target_indices = kept_indices[:-1], kept_indices[1:]  # (M,), (M,)
             timespans = timespans[:-1]
         else:
-            has_next = kept < actions.shape[0]  # the last observation has no successor
-            sources, timespans = kept[has_next], timespans[has_next]
+            has_next = kept_indices < actions.shape[0]  # the last observation has no successor
+            sources, timespans = kept_indices[has_next], timespans[has_next]
             target_indices = sources + 1
         inputs = observations[sources]  # (M, F)
         if include_actions:

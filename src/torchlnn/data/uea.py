@@ -79,7 +79,7 @@ def load_uea(
     the archive's training split, per class (stratified), with a generator seeded by
     ``seed``. Class indices follow the order of the ``@classLabel`` line of the files.
 
-    Sequences are ``(steps, channels)``; shorter ones are padded with zeros at the end and
+    Sequences are ``(steps, channels)``. Shorter ones are padded with zeros at the end, and
     ``mask`` marks their real steps (``mask`` is None when all have the same length).
     Sampling is regular, so ``timespans`` is None. With ``standardize=True`` every channel is
     shifted and scaled by the mean and standard deviation of the real steps of the training
@@ -98,18 +98,19 @@ def load_uea(
     train_file, test_file = _problem_files(folder, dataset)
     if not (train_file.is_file() and test_file.is_file()):
         raise ValueError(
-            f"UEA/UCR problem {dataset!r} is not bundled with aeon {aeon.__version__}; "
-            f"bundled classification problems: {', '.join(available_uea_datasets())}."
+            f"UEA/UCR problem {dataset!r} is not bundled with aeon {aeon.__version__}. "
+            f"Bundled classification problems: {', '.join(available_uea_datasets())}."
         )
 
-    # Read both files by path: this never touches the network.
+    # Reading both files by path never touches the network.
     train_series, train_labels, meta = aeon_datasets.load_from_ts_file(
         str(train_file), return_meta_data=True
     )
     test_series, test_labels = aeon_datasets.load_from_ts_file(str(test_file))
     if not meta.get("classlabel", False):
         raise ValueError(
-            f"UEA/UCR problem {dataset!r} has no class labels; it is not a classification problem."
+            f"UEA/UCR problem {dataset!r} has no class labels, so it is not a classification "
+            "problem."
         )
     class_names = tuple(str(value) for value in meta["class_values"])
     class_index = {name: index for index, name in enumerate(class_names)}

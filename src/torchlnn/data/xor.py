@@ -1,17 +1,17 @@
 """Bit-stream XOR (parity), dense and event-based, as in the CfC paper.
 
 Each sample is a random bit stream whose length is drawn uniformly from
-``min_length .. max_length`` (2 to 31 by default); its label is the parity of the stream (the
-XOR of all its bits: 1 when the number of ones is odd). The CfC paper (Hasani et al., Nature
-Machine Intelligence 2022) uses 100,000 training and 10,000 test streams.
+``min_length .. max_length`` (2 to 31 by default). Its label is the parity of the stream,
+the XOR of all its bits, which is 1 when the number of ones is odd. The CfC paper (Hasani et
+al., Nature Machine Intelligence 2022) uses 100,000 training and 10,000 test streams.
 
 Two encodings of the same streams:
 
 - ``"dense"``: one step per bit. Inputs ``(N, 32, 1)`` hold the bits, ``mask`` marks the real
   steps and ``timespans`` is None (regular sampling).
 - ``"event"``: one step per event. A step of the stream is an event when its bit differs from
-  the previous bit, and the first and last bits of the stream are always events (the last one
-  so that the length of the final run of equal bits is known). The event's input is its bit
+  the previous bit. The first and last bits of the stream are always events, the last one so
+  that the length of the final run of equal bits is known. The event's input is its bit
   and its ``timespans`` entry is the number of stream steps since the previous event (1 for
   the first event, at stream step 0). The timespans of a sample sum to its stream length.
   Example: stream ``0 0 1 1 1`` gives events at steps 0, 2 and 4 with bits ``0 1 1`` and
@@ -134,8 +134,8 @@ def load_xor(
         num_valid: validation streams.
         num_test: test streams (10,000 in the paper).
         seed: seed of the generators.
-        min_length: shortest stream.
-        max_length: longest stream.
+        min_length: minimum stream length.
+        max_length: maximum stream length.
         pad_size: padded number of steps ``T``, at least ``max_length``.
     """
     if encoding not in ENCODINGS:

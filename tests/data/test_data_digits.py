@@ -3,10 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from torchlnn.data import SequenceData, load_event_digits
 from torchlnn.data.digits import encode_images
+
+load_digits = pytest.importorskip("sklearn.datasets", reason="needs the data extra").load_digits
 
 
 def _decode_image(data: SequenceData, row: int, num_pixels: int = 64) -> tuple[int, ...]:

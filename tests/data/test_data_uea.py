@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from aeon.datasets import load_basic_motions, load_japanese_vowels
 
 from torchlnn.data import available_uea_datasets, load_uea
+
+aeon_datasets = pytest.importorskip("aeon.datasets", reason="needs the data extra")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_standardised_with_training_statistics(vowels):
 
 def test_values_match_aeon_loader():
     splits = load_uea("JapaneseVowels", standardize=False)
-    series, labels = load_japanese_vowels(split="test")
+    series, labels = aeon_datasets.load_japanese_vowels(split="test")
     for row in (0, 100, 369):
         length = series[row].shape[1]
         expected = torch.from_numpy(series[row].T.astype(np.float32))
@@ -60,7 +61,7 @@ def test_basic_motions_equal_length():
     assert splits.test.inputs.shape == (40, 100, 6)
     assert (len(splits.train), len(splits.valid)) == (32, 8)
     assert torch.bincount(splits.valid.targets).tolist() == [2, 2, 2, 2]
-    series, labels = load_basic_motions(split="test")
+    series, labels = aeon_datasets.load_basic_motions(split="test")
     assert torch.equal(splits.test.inputs[3], torch.from_numpy(series[3].T.astype(np.float32)))
     names = splits.info.class_names
     assert [names[i] for i in splits.test.targets.tolist()] == list(labels)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlnn._compat import is_tracing_or_compiling
 from torchlnn.wirings import FullyConnected, Wiring
 
 # Smallest value of a positive parameter. softplus alone underflows to exactly 0 in float32 for
@@ -79,7 +80,7 @@ def check_elapsed_time(dt: Any, batch: int, owner: str) -> float | Tensor:
                 f"{owner}: dt must be a number, a 0-d tensor, or a tensor of shape ({batch},) "
                 f"or ({batch}, 1) with one elapsed time per sample; got shape {tuple(dt.shape)}."
             )
-        if not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+        if not is_tracing_or_compiling():
             if torch.isnan(dt).any() or (dt < 0).any():
                 raise ValueError(
                     f"{owner}: dt must be non-negative and not NaN, got values between "

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchlnn._compat import is_tracing_or_compiling
+
 
 def check_input(input: Any, input_size: int, batch_first: bool, owner: str) -> tuple[Tensor, bool]:
     """Return the input as (B, T, F) and whether it was batched."""
@@ -98,7 +100,7 @@ def check_timespans(
 
     if not timespans.is_floating_point():
         elapsed = elapsed.to(like.dtype)
-    if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+    if not is_tracing_or_compiling():
         if not torch.isfinite(elapsed).all() or (elapsed < 0).any():
             bad = elapsed[~torch.isfinite(elapsed) | (elapsed < 0)]
             raise ValueError(

@@ -23,6 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from torchlnn._compat import is_tracing_or_compiling
+
 Terms = Callable[[Tensor], "tuple[Tensor, Tensor]"]
 TimeStep = float | Tensor
 
@@ -83,7 +85,7 @@ class ExplicitSolver(Solver):
         return v
 
     def _check_stability(self, terms, cm, v, h, dt, unfolds) -> None:
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
+        if is_tracing_or_compiling():
             return
         with torch.no_grad():
             _, denominator = terms(v)

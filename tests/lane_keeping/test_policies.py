@@ -1,0 +1,72 @@
+"""Lane-keeping policies: shapes, construction checks, and streaming against whole sequences."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from torchlnn.driving.policies import (
+    POLICY_KINDS,
+    ConvHead,
+    PolicyDriver,
+    build_policy,
+    paper_wiring,
+)
+
+
+def test_conv_head_gives_32_features_from_4x19_maps():
+    head = ConvHead()
+    assert head.map_size == (4, 19)
+    assert head(torch.rand(2, 3, 3, 78, 200)).shape == (2, 3, 32)
+
+
+def test_conv_head_feature_mismatch_fails_at_construction():
+    with pytest.raises(ValueError, match="give 40 features"):
+        ConvHead(channels=(24, 36, 48, 64, 10))
+
+
+def test_conv_head_rejects_frames_too_small_for_the_stack():
+    with pytest.raises(ValueError, match="too small"):
+        ConvHead(frame_size=(20, 20))
+
+
+@pytest.mark.parametrize("kind", POLICY_KINDS)
+def test_policy_output_shape_and_streaming_equals_sequence(kind):
+    torch.manual_seed(0)
+    policy = build_policy(kind).eval()
+    frames = torch.rand(2, 6, 3, 78, 200)
+    with torch.no_grad():
+        curvature, _ = policy(frames)
+    assert curvature.shape == (2, 6)
+    driver = PolicyDriver(policy)
+    streamed = torch.stack([driver.step(frames[:, t]) for t in range(6)], dim=1)
+    torch.testing.assert_close(streamed, curvature, rtol=0, atol=1e-6)
+    driver.reset()
+    first = driver(frames[0, 0].permute(1, 2, 0).numpy(), {})
+    assert first == pytest.approx(float(curvature[0, 0]), abs=1e-6)
+
+
+def test_policy_rejects_wrong_frame_size_with_fix():
+    policy = build_policy("ncp-ltc")
+    with pytest.raises(ValueError, match=r"\(B, T, 3, 78, 200\)") as error:
+        policy(torch.rand(1, 2, 3, 64, 64))
+    assert "frame_size" in str(error.value)
+    with pytest.raises(ValueError, match="B, T, 3, H, W"):
+        policy(torch.rand(2, 3, 78, 200))
+
+
+def test_ncp_policy_uses_paper_circuit():
+    policy = build_policy("ncp-ltc")
+    wiring = policy.controller.wiring
+    assert wiring.units == 19 and wiring.output_dim == 1
+    assert wiring.input_dim == 32
+    assert wiring.neuron_types().count("inter") == 12
+    assert wiring.neuron_types().count("command") == 6
+    assert policy.controller.rnn_cell.ode_unfolds == 6
+    assert np.array_equal(wiring.adjacency_matrix, paper_wiring().adjacency_matrix)
+
+
+def test_unknown_policy_kind_lists_kinds():
+    with pytest.raises(ValueError, match="ncp-ltc"):
+        build_policy("transformer")

@@ -18,8 +18,8 @@ def _layer_classes() -> dict[str, type]:
 def save(module: nn.Module, path: str | os.PathLike) -> None:
     """Save a ``torchlnn.LTC`` or ``torchlnn.CfC`` layer with its config to ``path``.
 
-    The file holds the layer's class name, its ``get_config()`` (the wiring included) and its
-    state dict, so ``torchlnn.load(path)`` rebuilds it without the code that created it.
+    The file contains the layer's class name, its ``get_config()`` (the wiring included) and
+    its state dict, so ``torchlnn.load(path)`` rebuilds it without the code that created it.
     """
     from torchlnn import __version__
 

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torchlnn._compat import is_tracing_or_compiling
 from torchlnn.wirings import FullyConnected, Wiring
 
-# Smallest value of a positive parameter. softplus alone underflows to exactly 0 in float32 for
-# raw values below about -104, which an aggressive optimiser step can reach; a capacitance of 0
+# Smallest value of a positive parameter. In float32, softplus alone underflows to exactly 0 for
+# raw values below about -104, which an aggressive optimiser step can reach. A capacitance of 0
 # would then divide 0 by 0 at a zero elapsed time.
 POSITIVE_FLOOR = 1e-6
 
@@ -42,9 +42,9 @@ def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
 def resolve_wiring(units: int | Wiring, input_size: int | None, owner: str) -> Wiring:
     """Return the wiring a layer or cell uses, built for ``input_size`` features.
 
-    An int gives ``FullyConnected(units)``. A wiring instance is built in place when it is not
-    built yet (so the caller's object shows the input size afterwards, as in ncps); a wiring
-    built for another input size raises ValueError, because one instance describes one layer.
+    An int gives ``FullyConnected(units)``. A wiring instance that is not built yet is built in
+    place, so the caller's object shows the input size afterwards, as in ncps. A wiring built
+    for another input size raises ValueError, because one instance describes one layer.
     """
     if isinstance(units, Wiring):
         wiring = units
@@ -98,7 +98,7 @@ class WiredModule(nn.Module):
     """A module whose connectivity buffers (``STRUCTURE``) come from a wiring.
 
     Loading a state dict whose connectivity buffers differ raises a RuntimeError that names
-    them, and leaves this module's own connectivity in place: the checkpoint was saved from a
+    them, and leaves this module's own connectivity in place. Such a checkpoint was saved from a
     model with another wiring, and loading it must not silently change this model's synapses.
     """
 
@@ -107,7 +107,7 @@ class WiredModule(nn.Module):
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
     ) -> None:
-        kept = {}
+        original_buffers = {}
         for name in self.STRUCTURE:
             key = prefix + name
             own = getattr(self, name)
@@ -116,7 +116,7 @@ class WiredModule(nn.Module):
                 continue
             if incoming.shape == own.shape and torch.equal(incoming.to(own), own):
                 continue
-            kept[name] = own.clone()
+            original_buffers[name] = own.clone()
             error_msgs.append(
                 f"The connectivity buffer '{key}' in the checkpoint differs from this model's "
                 f"wiring (checkpoint shape {tuple(incoming.shape)}, this model "
@@ -127,5 +127,5 @@ class WiredModule(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
         )
-        for name, value in kept.items():
+        for name, value in original_buffers.items():
             setattr(self, name, value)

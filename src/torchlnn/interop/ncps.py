@@ -16,9 +16,9 @@ What is converted as ncps computes it, not as torchlnn would build it:
 * The wiring becomes a plain ``torchlnn.wirings.Wiring`` with ncps's matrices, neuron roles and
   layers: torchlnn's NCP generator draws other synapses for the same seed.
 * LTC positivity: torchlnn computes ``C_m``, ``g_leak`` and ``w`` as ``softplus(raw) + 1e-6``.
-  The converter takes the values ncps computes with (softplus of its parameters when it was
-  created with ``implicit_param_constraints=True``, the ``LTC`` layer default; the parameters
-  themselves otherwise) and stores their inverse. With ``False`` the values must be
+  The converter takes the values that ncps computes with and stores their inverse. With
+  ``implicit_param_constraints=True`` (the ``LTC`` layer default) those are the softplus of
+  ncps's parameters; otherwise they are the parameters themselves. With ``False`` the values must be
   non-negative (call ncps's ``apply_weight_constraints()`` first). Values at or below 2e-6,
   zeros included, become 1e-6 (the floor), a difference below float32 precision here.
 * Backbone dropout: ncps's dense CfC applies it after the second and later backbone layers

@@ -163,7 +163,12 @@ def check_mask(
     elif batched and not batch_first and shape == (steps, batch):
         result = mask.transpose(0, 1)  # (T, B) -> (B, T)
     else:
-        accepted = "(T,)" if not batched else ("(B, T)" if batch_first else "(T, B)")
+        if not batched:
+            accepted = "(T,)"
+        elif batch_first:
+            accepted = "(B, T)"
+        else:
+            accepted = "(T, B)"
         raise ValueError(
             f"{owner}: mask must have shape {accepted} with B={batch}, T={steps}; got {shape}."
         )

@@ -35,7 +35,13 @@ import numpy as np
 from torchlnn.driving.camera import CameraConfig, GroundRays
 from torchlnn.driving.road import Centreline
 
-__all__ = ["Appearance", "Scenery", "RoadRenderer", "noise_texture_pyramid"]
+__all__ = [
+    "Appearance",
+    "RoadsideObjects",
+    "Scenery",
+    "RoadRenderer",
+    "noise_texture_pyramid",
+]
 
 # Texture sampling: one texel is 4 cm of ground; the 1024-texel tile repeats every 41 m.
 _TEXEL = 0.04
@@ -177,12 +183,92 @@ class Appearance:
         )
 
 
+@dataclass(frozen=True)
+class RoadsideObjects:
+    """Trees and utility poles beside the road, sorted by arc length. Arrays have shape
+    ``(N,)`` except ``colour``."""
+
+    kind: np.ndarray
+    """0 for a tree, 1 for a pole."""
+    s: np.ndarray
+    """Arc length of the object's base along the road, in metres."""
+    d: np.ndarray
+    """Lateral position of the base, in metres from the lane centre, positive left."""
+    x: np.ndarray
+    """World east coordinate of the base, in metres."""
+    y: np.ndarray
+    """World north coordinate of the base, in metres."""
+    height: np.ndarray
+    """Height of the top, in metres."""
+    radius: np.ndarray
+    """Crown radius of a tree, half width of a pole, in metres."""
+    trunk: np.ndarray
+    """Half width of a tree's trunk, in metres (poles: same as ``radius``)."""
+    colour: np.ndarray
+    """``(N, 3)`` colour of the crown or pole."""
+
+    @classmethod
+    def generate(
+        cls, centreline: Centreline, rng: np.random.Generator, appearance: Appearance
+    ) -> RoadsideObjects:
+        """Draw stretches of tree-lined road between open fields, and a line of poles on
+        some roads."""
+        lane = appearance.lane_width
+        right_edge = -0.5 * lane - appearance.shoulder
+        left_edge = 1.5 * lane + appearance.shoulder
+        rows: list[tuple[float, ...]] = []
+        foliage = np.array([0.16, 0.28, 0.10])
+
+        for side_edge, side in ((right_edge, -1.0), (left_edge, 1.0)):
+            position = 0.0
+            while position < centreline.length:
+                stretch = rng.uniform(50.0, 300.0)
+                per_100m = rng.choice([0.0, rng.uniform(1.0, 4.0), rng.uniform(4.0, 12.0)])
+                for s_tree in position + rng.uniform(0, stretch, rng.poisson(
+                        per_100m * stretch / 100.0)):
+                    crown = rng.uniform(1.5, 4.0)
+                    tint = foliage * rng.uniform(0.7, 1.3, 3)
+                    rows.append((0.0, s_tree, side_edge + side * rng.uniform(1.5, 9.0),
+                                 rng.uniform(max(4.0, 2.2 * crown), 11.0), crown,
+                                 rng.uniform(0.12, 0.25), *tint))
+                position += stretch
+
+        if rng.random() < 0.4:
+            edge, side = (right_edge, -1.0) if rng.random() < 0.5 else (left_edge, 1.0)
+            spacing = rng.uniform(35.0, 55.0)
+            d_pole = edge + side * rng.uniform(1.0, 3.0)
+            height = rng.uniform(7.0, 10.0)
+            grey = rng.uniform(0.25, 0.45)
+            for s_pole in np.arange(rng.uniform(0, spacing), centreline.length, spacing):
+                rows.append((1.0, s_pole, d_pole, height, 0.13, 0.13, grey, grey * 0.9,
+                             grey * 0.8))
+
+        table = np.array(rows, dtype=np.float64).reshape(-1, 9)
+        table = table[(table[:, 1] >= 0) & (table[:, 1] < centreline.length)]
+        table = table[np.argsort(table[:, 1], kind="stable")]
+        px, py, heading, _ = centreline.sample(table[:, 1])
+        x = px - table[:, 2] * np.sin(heading)
+        y = py + table[:, 2] * np.cos(heading)
+        return cls(
+            kind=table[:, 0].astype(np.int8),
+            s=table[:, 1],
+            d=table[:, 2],
+            x=x,
+            y=y,
+            height=table[:, 3],
+            radius=table[:, 4],
+            trunk=table[:, 5],
+            colour=table[:, 6:9].astype(np.float32),
+        )
+
+
 class Scenery:
-    """Everything drawn for one episode besides the road surface itself: the shadow map, the
-    profile of the hills and the cloud shadows.
+    """Everything drawn for one episode besides the road surface itself: roadside objects and
+    their shadow map, the profile of the hills and the cloud shadows.
 
     Attributes:
         appearance: the :class:`Appearance` of the episode.
+        objects: the :class:`RoadsideObjects`.
         shadow: ``(N_s, N_d)`` share of direct sunlight reaching the ground (1 lit, 0 shaded),
             sampled every 0.125 m of arc length and every 0.125 m laterally over ``d`` in
             ``[-14, 18)`` metres.
@@ -197,12 +283,14 @@ class Scenery:
     def __init__(
         self,
         appearance: Appearance,
+        objects: RoadsideObjects,
         shadow: np.ndarray,
         hill_profile: np.ndarray,
         cloud_profile: np.ndarray,
         texture_offset: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         self.appearance = appearance
+        self.objects = objects
         self.shadow = shadow
         self.hill_profile = hill_profile
         self.cloud_profile = cloud_profile
@@ -212,8 +300,9 @@ class Scenery:
     def generate(
         cls, centreline: Centreline, rng: np.random.Generator, appearance: Appearance
     ) -> Scenery:
-        """Draw the roadside objects whose shadows fall on the ground, the hills and clouds."""
-        shadow = _shadow_map(centreline, rng, appearance)
+        """Draw the roadside objects and their shadows, the hills and the clouds."""
+        objects = RoadsideObjects.generate(centreline, rng, appearance)
+        shadow = _shadow_map(centreline, objects, rng, appearance)
 
         # Hills: a few sinusoids in azimuth, between 0.3 and 4 degrees high.
         azimuth = np.radians(np.arange(360.0))
@@ -232,6 +321,7 @@ class Scenery:
         clouds = 1.0 - appearance.cloudiness * (clouds > 0.3) * np.minimum(clouds - 0.3, 1.0)
         return cls(
             appearance,
+            objects,
             shadow.astype(np.float32),
             hills.astype(np.float32),
             np.clip(clouds, 0.0, 1.0).astype(np.float32),
@@ -240,17 +330,19 @@ class Scenery:
 
 
 def _shadow_map(
-    centreline: Centreline, rng: np.random.Generator, appearance: Appearance
+    centreline: Centreline,
+    objects: RoadsideObjects,
+    rng: np.random.Generator,
+    appearance: Appearance,
 ) -> np.ndarray:
-    """Rasterise the shadows of roadside trees, utility poles and bridges in road coordinates."""
+    """Rasterise the shadows of the roadside objects, and of buildings beside the road, in
+    road coordinates."""
     count_s = int(centreline.length / _SHADOW_STEP_S) + 1
     count_d = int((_SHADOW_D_RANGE[1] - _SHADOW_D_RANGE[0]) / _SHADOW_STEP_D)
     shade = np.ones((count_s, count_d), dtype=np.float64)
-    lane = appearance.lane_width
-    right_edge = -0.5 * lane - appearance.shoulder
-    left_edge = 1.5 * lane + appearance.shoulder
     # Ground shift of a shadow per metre of object height, pointing away from the sun.
     reach = 1.0 / math.tan(appearance.sun_elevation)
+    stretch = min(1.0 / math.sin(appearance.sun_elevation), 3.0)
 
     def stamp(s0: float, d0: float, along_s: float, along_d: float, half_length: float,
               half_width: float, opacity: float) -> None:
@@ -269,48 +361,31 @@ def _shadow_map(
         inside = np.clip((1.0 - np.sqrt(u * u + v * v)) * 4.0, 0.0, 1.0)  # soft rim
         shade[i0:i1, j0:j1] *= 1.0 - opacity * inside
 
-    def direction_at(s0: float) -> tuple[float, float]:
-        # Unit vector of the shadow direction in road coordinates (along s, along d).
-        heading = float(centreline.sample(s0)[2])
-        relative = appearance.sun_azimuth + math.pi - heading
-        return math.cos(relative), math.sin(relative)
+    # Shadow direction in road coordinates (along s, along d), away from the sun.
+    _, _, heading, _ = centreline.sample(objects.s)
+    relative = appearance.sun_azimuth + math.pi - heading
+    along_s_all, along_d_all = np.cos(relative), np.sin(relative)
+    opacity = rng.uniform(0.7, 1.0, len(objects.s))  # light through the foliage
 
-    # Trees: stretches of road lined with trees alternate with open fields.
-    for side_edge, side in ((right_edge, -1.0), (left_edge, 1.0)):
-        position = 0.0
-        while position < centreline.length:
-            stretch = rng.uniform(50.0, 300.0)
-            density = rng.choice([0.0, rng.uniform(1.0, 4.0), rng.uniform(4.0, 12.0)])
-            # (density in trees per 100 m)
-            trees = rng.poisson(density * stretch / 100.0)
-            for s_tree in position + rng.uniform(0, stretch, trees):
-                d_tree = side_edge + side * rng.uniform(1.5, 9.0)
-                crown = rng.uniform(1.5, 4.0)
-                height = rng.uniform(4.0, 11.0)
-                along_s, along_d = direction_at(s_tree)
-                shift = height * reach
-                stamp(s_tree + along_s * shift, d_tree + along_d * shift, along_s, along_d,
-                      crown * min(1.0 / math.sin(appearance.sun_elevation), 3.0), crown,
-                      rng.uniform(0.7, 1.0))
-                # Trunk: a thin shadow from the base to the crown shadow.
-                trunk = 0.5 * (height - crown) * reach
-                stamp(s_tree + along_s * trunk, d_tree + along_d * trunk, along_s, along_d,
-                      max(trunk, 0.3), 0.15, 0.9)
-            position += stretch
-
-    # Utility poles on one side on some roads: thin, long shadows at regular spacing.
-    if rng.random() < 0.4:
-        edge, side = (right_edge, -1.0) if rng.random() < 0.5 else (left_edge, 1.0)
-        spacing = rng.uniform(35.0, 55.0)
-        d_pole = edge + side * rng.uniform(1.0, 3.0)
-        height = rng.uniform(7.0, 10.0)
-        for s_pole in np.arange(rng.uniform(0, spacing), centreline.length, spacing):
-            along_s, along_d = direction_at(s_pole)
+    for index in range(len(objects.s)):
+        s0, d0 = objects.s[index], objects.d[index]
+        along_s, along_d = along_s_all[index], along_d_all[index]
+        height, radius = objects.height[index], objects.radius[index]
+        if objects.kind[index] == 0:
+            # Crown: an ellipse stretched by the low sun, centred below the crown's centre.
+            shift = (height - radius) * reach
+            stamp(s0 + along_s * shift, d0 + along_d * shift, along_s, along_d,
+                  radius * stretch, radius, opacity[index])
+            # Trunk: a thin shadow from the base to the crown's shadow.
+            trunk = 0.5 * (height - 2.0 * radius) * reach
+            stamp(s0 + along_s * trunk, d0 + along_d * trunk, along_s, along_d,
+                  max(trunk, 0.3), objects.trunk[index], 0.9)
+        else:
             half = 0.5 * height * reach
-            stamp(s_pole + along_s * half, d_pole + along_d * half, along_s, along_d,
-                  half, 0.12, 0.9)
+            stamp(s0 + along_s * half, d0 + along_d * half, along_s, along_d, half,
+                  radius, 0.9)
 
-    # Bridges and buildings: bands of shadow across the whole road, about one per kilometre.
+    # Buildings beside the road: bands of shadow across the whole road, about one per km.
     for s_band in rng.uniform(0, centreline.length, rng.poisson(centreline.length / 1000.0)):
         width = rng.uniform(4.0, 14.0)
         i0 = max(int((s_band - 0.5 * width) / _SHADOW_STEP_S), 0)
@@ -321,6 +396,93 @@ def _shadow_map(
     shade[:, 0] = 1.0
     shade[:, -1] = 1.0
     return np.clip(shade, 0.0, 1.0)
+
+
+@dataclass
+class _Primitives:
+    """Shapes to paint, one entry per shape. A bar spans columns ``centre_u -+ half`` and rows
+    ``centre_v`` to ``bottom``; a disc has centre ``(centre_u, centre_v)`` and radius ``half``.
+    Coordinates are continuous pixel units: pixel ``(r, c)`` covers ``[r, r+1) x [c, c+1)``."""
+
+    disc: np.ndarray
+    centre_u: np.ndarray
+    centre_v: np.ndarray
+    half: np.ndarray
+    bottom: np.ndarray
+    colour: np.ndarray
+    order: np.ndarray
+    """Painting order: a higher value covers a lower one."""
+
+
+def _paint(frame: np.ndarray, shapes: _Primitives) -> None:
+    """Blend anti-aliased bars and discs into ``frame`` in one vectorised pass.
+
+    Every shape is blended over the frame as it was before this call; where shapes overlap,
+    the pixel takes the shape with the highest ``order``. Discs are shaded lighter at the top,
+    like a sunlit tree crown.
+    """
+    height, width, _ = frame.shape
+    if len(shapes.disc) == 0:
+        return
+
+    # Bounding box of each shape, clipped to the image.
+    margin = np.where(shapes.disc, 1.0, 0.0)
+    first_column = np.floor(shapes.centre_u - shapes.half - margin)
+    last_column = np.ceil(shapes.centre_u + shapes.half + margin)
+    first_row = np.where(shapes.disc, np.floor(shapes.centre_v - shapes.half - 1.0),
+                         np.round(shapes.centre_v))
+    last_row = np.where(shapes.disc, np.ceil(shapes.centre_v + shapes.half + 1.0),
+                        np.round(shapes.bottom))
+    first_column = np.clip(first_column, 0, width).astype(np.int64)
+    last_column = np.clip(last_column, 0, width).astype(np.int64)
+    first_row = np.clip(first_row, 0, height).astype(np.int64)
+    last_row = np.clip(last_row, 0, height).astype(np.int64)
+    box_width = np.maximum(last_column - first_column, 0)
+    box_height = np.maximum(last_row - first_row, 0)
+    counts = box_width * box_height  # (K,)
+    total = int(counts.sum())
+    if total == 0:
+        return
+
+    # Every pixel of every box: its shape and its row and column.
+    shape = np.repeat(np.arange(len(counts)), counts)  # (P,)
+    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = first_row[shape] + local // box_width[shape]
+    columns = first_column[shape] + local % box_width[shape]
+
+    # Coverage: column overlap for bars, distance to the rim for discs.
+    u = shapes.centre_u[shape]
+    half = shapes.half[shape]
+    overlap = np.minimum(columns + 1.0, u + half) - np.maximum(columns, u - half)
+    dv = rows + 0.5 - shapes.centre_v[shape]
+    rim = half + 0.5 - np.hypot(dv, columns + 0.5 - u)
+    is_disc = shapes.disc[shape]
+    coverage = np.clip(np.where(is_disc, rim, overlap), 0.0, 1.0)
+    shading = np.where(is_disc, 1.1 - 0.25 * np.clip(dv / np.maximum(half, 0.5), -1.0, 1.0), 1.0)
+    keep = coverage > 0.0
+    if not keep.any():
+        return
+    pixel = (rows * width + columns)[keep]
+    order = shapes.order[shape][keep]
+
+    # Group the entries by pixel, in painting order within a pixel.
+    sort = np.lexsort((order, pixel))
+    pixel = pixel[sort]
+    entry = np.nonzero(keep)[0][sort]  # (E,) index into the box pixels
+    top = np.nonzero(np.append(pixel[1:] != pixel[:-1], True))[0]  # last entry per pixel
+    below = top - 1
+    has_below = (below >= 0) & (pixel[np.maximum(below, 0)] == pixel[top])
+
+    # Blend the two uppermost shapes of each pixel: the anti-aliased rim of a near crown
+    # then shows the far crown behind it, not the sky.
+    flat = frame.reshape(-1, 3)
+    colours = shapes.colour[shape[entry]] * shading[entry, None].astype(np.float32)  # (E, 3)
+    alpha = coverage[entry, None].astype(np.float32)  # (E, 1)
+    result = flat[pixel[top]]  # (N, 3) background
+    lower = below[has_below]
+    result[has_below] += alpha[lower] * (colours[lower] - result[has_below])
+    result += alpha[top] * (colours[top] - result)
+    flat[pixel[top]] = result
 
 
 def _clip_in_place(values: np.ndarray, low: float, high: float) -> None:
@@ -469,6 +631,7 @@ class RoadRenderer:
         ground += haze
 
         self._draw_sky(frame, yaw, exposure)
+        self._draw_objects(frame, x, y, yaw, s, look)
         _clip_in_place(frame, 0.0, 1.0)
         frame *= 255.0
         frame += 0.5
@@ -605,6 +768,90 @@ class RoadRenderer:
         light *= ((1.0 - look.ambient) * cloud)[:, None]
         light += look.ambient
         return light
+
+    def _draw_objects(
+        self, frame: np.ndarray, x: float, y: float, yaw: float, s: float, look: Appearance
+    ) -> None:
+        """Draw the trees and poles in view, from the furthest to the nearest.
+
+        A point at forward distance ``F``, left ``L`` and height ``z`` projects, with camera
+        height ``h`` and pitch ``theta``, to depth ``F cos(theta) - (z - h) sin(theta)``, column
+        ``c_u - f L / depth`` and row ``c_v + f (-F sin(theta) - (z - h) cos(theta)) / depth``.
+        """
+        objects = self._scene.objects
+        camera = self.camera
+        first, last = np.searchsorted(objects.s, [s - 10.0, s + camera.view_distance])
+        if first == last:
+            return
+        view = slice(first, last)
+
+        # Camera frame: forward and left, in metres; keep objects ahead of the camera.
+        cos_y, sin_y = math.cos(yaw), math.sin(yaw)
+        dx = objects.x[view] - x
+        dy = objects.y[view] - y
+        forward = dx * cos_y + dy * sin_y
+        left = -dx * sin_y + dy * cos_y
+        ahead = np.nonzero(forward > 2.0)[0]
+        if len(ahead) == 0:
+            return
+        forward, left = forward[ahead], left[ahead]
+        index = ahead + first
+
+        focal = camera.focal_length
+        theta = math.radians(camera.pitch_deg)
+        height = camera.mount_height
+        centre_u = 0.5 * camera.image_width
+        centre_v = 0.5 * camera.image_height
+
+        def depth(z: np.ndarray) -> np.ndarray:
+            return forward * math.cos(theta) - (z - height) * math.sin(theta)
+
+        def row(z: np.ndarray) -> np.ndarray:
+            return centre_v + focal * (
+                -forward * math.sin(theta) - (z - height) * math.cos(theta)) / depth(z)
+
+        top = objects.height[index]
+        radius = objects.radius[index]
+        is_tree = objects.kind[index] == 0
+        crown_centre = np.where(is_tree, top - radius, 0.5 * top)
+        scale = focal / depth(crown_centre)
+        column = centre_u - left * scale
+        ground_row = row(np.zeros_like(top))
+        crown_row = row(crown_centre)
+        top_row = row(top)
+        radius_px = radius * scale
+        trunk_px = objects.trunk[index] * focal / depth(np.zeros_like(top))
+        visible = (column + radius_px > 0) & (column - radius_px < camera.image_width)
+
+        # Light and haze per object.
+        distance = np.hypot(forward, left)
+        haze = 1.0 - np.exp(-distance / look.visibility)
+        light = look.exposure * (look.ambient + 0.85 * (1.0 - look.ambient))
+        horizon = np.asarray(look.sky_horizon, dtype=np.float32) * look.exposure
+        colours = objects.colour[index] * light
+        colours += haze[:, None] * (horizon - colours)
+        trunk_colour = np.float32(light) * np.array([0.22, 0.17, 0.12], dtype=np.float32)
+
+        # One bar (trunk or pole) per object and one disc (crown) per tree, painted from the
+        # furthest to the nearest; a tree's crown goes over its trunk.
+        rank = np.empty(len(forward), dtype=np.int64)
+        rank[np.argsort(-forward)] = np.arange(len(forward))
+        trunk_colours = trunk_colour + haze[:, None].astype(np.float32) * (horizon - trunk_colour)
+        bar_top = np.where(is_tree, crown_row, top_row)
+        bar_half = np.where(is_tree, trunk_px, radius_px)
+        bar_colour = np.where(is_tree[:, None], trunk_colours, colours)
+        trees = np.nonzero(is_tree & visible)[0]
+        bars = np.nonzero(visible)[0]
+        primitives = _Primitives(
+            disc=np.concatenate([np.zeros(len(bars), bool), np.ones(len(trees), bool)]),
+            centre_u=np.concatenate([column[bars], column[trees]]),
+            centre_v=np.concatenate([bar_top[bars], crown_row[trees]]),
+            half=np.concatenate([bar_half[bars], radius_px[trees]]),
+            bottom=np.concatenate([ground_row[bars], crown_row[trees]]),
+            colour=np.concatenate([bar_colour[bars], colours[trees]]).astype(np.float32),
+            order=np.concatenate([2 * rank[bars], 2 * rank[trees] + 1]),
+        )
+        _paint(frame, primitives)
 
     def _draw_sky(self, frame: np.ndarray, yaw: float, exposure: float) -> None:
         """Fill the sky band with the sky gradient and the hills on the horizon."""

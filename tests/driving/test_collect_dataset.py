@@ -53,7 +53,7 @@ def test_collection_writes_shards_and_manifest(reference):
         assert arrays["frames"].dtype == np.uint8
         assert arrays["command"].shape == (entry["frames"],)
         assert arrays["curvature_ahead"].shape == (entry["frames"], 5)
-        # The first frame starts where the manifest says.
+        # The first frame starts at the offset recorded in the manifest.
         assert arrays["lateral_offset"][0] == pytest.approx(
             entry["start"]["lateral_offset"], abs=1e-5)
 

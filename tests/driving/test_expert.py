@@ -18,7 +18,7 @@ def test_zero_errors_on_straight_give_zero_command():
 
 def test_steady_state_on_a_curve_commands_road_curvature():
     # A car whose rear axle follows a curve of curvature k has its body centre L^2 k / 8
-    # outside the curve and yawed atan(k L / 2) outwards; the expert must accept that.
+    # outside the curve, yawed atan(k L / 2) outwards. The expert must accept that state.
     expert = PurePursuitExpert()
     wheelbase, curvature = 2.7, 1.0 / 80.0
     offset = -wheelbase**2 * curvature / 8.0

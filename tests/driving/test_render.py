@@ -35,7 +35,8 @@ def test_thin_bar_blends_by_its_width():
 
     # Half a pixel wide over 10 rows: half of each of 10 pixels is painted.
     assert frame[..., 0].sum() == pytest.approx(5.0)
-    assert frame[4, 10, 0] == 0.0 and frame[15, 10, 0] == 0.0
+    assert frame[4, 10, 0] == 0.0
+    assert frame[15, 10, 0] == 0.0
 
 
 def test_near_disc_covers_far_disc():
@@ -45,7 +46,8 @@ def test_near_disc_covers_far_disc():
                           half=[8.0, 4.0], order=[0, 1], colour=red))
 
     centre = frame[15, 15]
-    assert centre[2] > 0.9 and centre[0] == 0.0  # the nearer (blue) disc is on top
+    assert centre[2] > 0.9  # the nearer (blue) disc is on top
+    assert centre[0] == 0.0
     assert frame[15, 9, 0] > 0.9  # the far (red) disc shows around it
     # The rim of the near disc blends with the far disc behind it, not the black background.
     rim = frame[15, 11]

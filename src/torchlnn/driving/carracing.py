@@ -7,9 +7,9 @@ evaluation harness:
 
 - Observation: ``uint8`` RGB ``(H, W, 3)``, 78 x 200 by default: the area ahead of the car in
   CarRacing's top-down view, which turns with the car so that it always points up. The image
-  is cut from CarRacing's full-resolution surface; the indicator bar at the bottom of the
-  screen (speed, wheel speeds, steering and yaw rate, which would leak the label) lies below
-  the cut and never appears.
+  is cut from CarRacing's full-resolution surface. The indicator bar at the bottom of the
+  screen shows speed, wheel speeds, steering and yaw rate, which would leak the label, so the
+  cut ends above it.
 - Action: ``(1,)`` float32 curvature command in 1/m, positive turns left. It is turned into a
   front-wheel angle :math:`\\arctan(L\\kappa)` (wheelbase :math:`L` = 3.24 m) for CarRacing's
   steering input; a proportional controller works gas and brake to hold ``target_speed``.
@@ -82,6 +82,9 @@ class CarRacingConfig:
     """Distances ahead, in metres, at which ``info["curvature_ahead"]`` samples the track."""
     domain_randomize: bool = False
     """Pass-through of CarRacing's colour randomisation."""
+    random_start: bool = True
+    """Start each episode at a point of the track drawn from the seed, instead of at the
+    start line (every CarRacing track begins at the same place)."""
 
     def __post_init__(self) -> None:
         if self.image_height < 8 or self.image_width < 8:
@@ -219,8 +222,8 @@ class CarRacingLaneEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Build the track of ``seed`` (the same track as CarRacing-v3 with that seed), drive
-        the warm-up, then optionally move the car by ``lateral_offset`` (m) and
-        ``heading_error`` (rad) from ``options``."""
+        the warm-up, then move the car to the episode's start point (see ``random_start``),
+        offset by ``lateral_offset`` (m) and ``heading_error`` (rad) from ``options``."""
         super().reset(seed=seed)
         options = dict(options or {})
         unknown = set(options) - {"lateral_offset", "heading_error"}
@@ -241,10 +244,14 @@ class CarRacingLaneEnv(gym.Env):
             command = self.expert(None, self._info())
             self._advance(command)
 
+        # Move to the episode's start point and offsets, rolling at the target speed.
+        start = self._s
+        if self.config.random_start:
+            start = float(self.np_random.uniform(0.0, self.centreline.length))
         lateral = float(options.get("lateral_offset", 0.0))
         heading = float(options.get("heading_error", 0.0))
-        if lateral or heading:
-            self._teleport(self._s, lateral, heading)
+        if self.config.random_start or lateral or heading:
+            self._teleport(start, lateral, heading)
             self._advance(float(self.centreline.curvature_at(self._s)))
         self._progress = 0.0
         self._steps = 0
@@ -327,7 +334,8 @@ class CarRacingLaneEnv(gym.Env):
         return float(self.inner.car.hull.angularVelocity) / max(speed, 0.5)
 
     def _advance(self, curvature: float) -> None:
-        """One CarRacing step with the steering for ``curvature`` and speed control."""
+        """Advance CarRacing by one step, steering for ``curvature`` and holding the target
+        speed with gas and brake."""
         wheel_angle = math.atan(_WHEELBASE * curvature)
         speed = self._pose()[3]
         error = self.config.target_speed - speed

@@ -64,8 +64,8 @@ FORMAT_VERSION = 1
 
 @dataclass
 class CollectionConfig:
-    """What to collect. Every field but ``episodes`` and ``workers`` must match when a
-    collection is resumed."""
+    """Settings of a collection. Every field but ``episodes`` and ``workers`` must match when
+    a collection is resumed."""
 
     env: str = "sim"
     """``"sim"`` or ``"carracing"``."""
@@ -109,7 +109,7 @@ class CollectionConfig:
             )
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the data (all but ``episodes`` and ``workers``)."""
+        """Return the fields that define the data (all but ``episodes`` and ``workers``)."""
         values = dataclasses.asdict(self)
         values.pop("episodes")
         values.pop("workers")
@@ -236,7 +236,7 @@ def collect(
     on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Collect ``config.episodes`` expert episodes into ``out_dir``, resuming if it already
-    holds part of the same collection.
+    contains part of the same collection.
 
     Arguments:
         out_dir: output folder, created if missing.
@@ -263,8 +263,8 @@ def collect(
             changed = sorted(k for k in set(previous) | set(config.identity())
                              if previous.get(k) != config.identity().get(k))
             raise ValueError(
-                f"{folder} holds a different collection (fields {changed} differ); use "
-                f"another output folder or the same settings to resume"
+                f"{folder} contains a different collection (fields {changed} differ); use "
+                f"another output folder, or the same settings to resume"
             )
     else:
         manifest = {

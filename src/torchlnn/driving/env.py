@@ -62,8 +62,8 @@ class SimConfig:
     terminate_on_departure: bool = True
     """End the episode when the car leaves its lane."""
     departure_offset: float | None = None
-    """Lateral offset of the body centre, in metres, beyond which the car has left its lane;
-    ``None`` means half the lane width (the centre crosses a lane line)."""
+    """Lateral offset of the body centre, in metres, beyond which the car has left its lane.
+    ``None`` means half the lane width, where the centre crosses a lane line."""
     preview_distances: tuple[float, ...] = (0.0, 5.0, 10.0, 20.0, 40.0)
     """Distances ahead, in metres, at which ``info["curvature_ahead"]`` samples the road."""
     start_s: float = 10.0
@@ -308,7 +308,7 @@ class LaneKeepingEnv(gym.Env):
 
     def set_camera_offset(self, lateral: float = 0.0, yaw: float = 0.0) -> None:
         """Move the camera ``lateral`` metres left of its mount and turn it by ``yaw``
-        radians to the left; both 0 restore the configured mount."""
+        radians to the left. Both 0 restore the configured mount."""
         self.camera_left = self.config.camera.mount_left + float(lateral)
         self.camera_yaw = math.radians(self.config.camera.mount_yaw_deg) + float(yaw)
         if self.centreline is not None:

@@ -51,7 +51,7 @@ _PERTURBATION_STREAM = 0x5EED
 
 @dataclass
 class Trace:
-    """What happened at each step of one run. All arrays have shape ``(T,)``."""
+    """Per-step record of one run. All arrays have shape ``(T,)``."""
 
     seed: int
     """Seed of the run."""
@@ -296,8 +296,8 @@ def evaluate(
     items = [parse_perturbation(p) if isinstance(p, str) else p for p in perturbations]
     name = name or getattr(policy, "name", None) or type(policy).__name__
 
-    # Enough steps for the distance at the nominal speed. The simulated car holds its speed;
-    # the CarRacing car accelerates and brakes, so it gets three times as many.
+    # Enough steps for the distance at the nominal speed. The simulated car keeps a constant
+    # speed, but the CarRacing car accelerates and brakes, so it gets three times as many.
     overrides = dict(env_overrides or {})
     probe = make_env(env, **overrides)
     dt = probe.unwrapped.dt

@@ -82,7 +82,7 @@ class PurePursuitExpert:
         )
 
     def reset(self) -> None:
-        """The expert has no state."""
+        """Do nothing: the expert has no state."""
 
     def __call__(self, frame: np.ndarray | None, info: Mapping[str, Any]) -> float:
         """Return the curvature command in 1/m; ``frame`` is ignored."""
@@ -112,7 +112,8 @@ class PurePursuitExpert:
         road_curvature: float,
         wheelbase: float,
     ) -> float:
-        """The control law of the module docstring, from the errors of the body centre."""
+        """Compute the control law of the module docstring from the errors of the body
+        centre."""
         # Remove the steady-state errors of a car whose rear axle tracks the lane centre.
         lateral_offset += wheelbase * wheelbase * road_curvature / 8.0
         heading_error += math.atan(0.5 * wheelbase * road_curvature)

@@ -1,11 +1,11 @@
 """Perturbations of the camera input, for robustness tests and for training augmentation.
 
-Each perturbation has a strength knob, draws its random parameters in :meth:`~Perturbation.reset`
-from a generator that the caller seeds (the evaluation harness derives it from the run's seed,
-so every policy faces the same perturbation), and is applied to float32 frames of shape
-``(..., H, W, 3)`` with values in ``[0, 1]``. Leading dimensions, such as the 16 frames of a
-training window, share the parameters drawn at the last reset; only the Gaussian noise is
-drawn afresh for every pixel of every call.
+Each perturbation has a strength knob and draws its random parameters in
+:meth:`~Perturbation.reset` from a generator that the caller seeds. The evaluation harness
+derives that generator from the run's seed, so every policy faces the same perturbation.
+Perturbations apply to float32 frames of shape ``(..., H, W, 3)`` with values in ``[0, 1]``.
+Leading dimensions, such as the 16 frames of a training window, share the parameters drawn at
+the last reset. Only the Gaussian noise is drawn afresh for every pixel of every call.
 
 =================  ==========================================================================
 name (for parse)   effect of ``strength``
@@ -60,7 +60,8 @@ class Perturbation:
         return f"{type(self).__name__}(strength={self.strength})"
 
     def spec(self) -> str:
-        """The ``name:strength`` string that :func:`parse_perturbation` turns back into it."""
+        """Return the ``name:strength`` string that :func:`parse_perturbation` turns back
+        into this perturbation."""
         return f"{self.name}:{self.strength:g}"
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -146,8 +147,8 @@ class BrightnessContrast(Perturbation):
 class Shadow(Perturbation):
     """Dark bands, like the shadows of poles or buildings, that drift across the image.
 
-    At each reset, 1 to 3 bands are drawn with a random angle, position and drift speed;
-    together they are 0.2 to 0.4 image widths wide. Pixels inside a band keep
+    At each reset, 1 to 3 bands are drawn with a random angle, position and drift speed.
+    Together they are 0.2 to 0.4 image widths wide. Pixels inside a band keep
     ``1 - 0.7 * strength`` of their value. Each call advances the drift by one frame, and a
     band that leaves the image comes back on the other side. The boolean mask of the last call
     is kept in :attr:`last_mask`.

@@ -4,9 +4,9 @@ A policy is any callable ``policy(frame, info) -> curvature``:
 
 - ``frame``: the camera image as a float32 numpy array of shape ``(H, W, 3)``, RGB, with values
   ``uint8 / 255`` in ``[0, 1]``. After a Gaussian-noise perturbation values may lie outside
-  ``[0, 1]``; they are not clipped, as in the noise protocol of the neural circuit policy paper
-  (Lechner et al., Nature Machine Intelligence, 2020). :func:`frame_to_float` performs the
-  conversion from an environment observation.
+  ``[0, 1]``, because the noise is not clipped, following the noise protocol of the neural
+  circuit policy paper (Lechner et al., Nature Machine Intelligence, 2020).
+  :func:`frame_to_float` converts an environment observation.
 - ``info``: a dictionary. A policy whose ``privileged`` attribute is true (an expert) receives
   the environment's full ``info``, with the ground truth and the road's centreline. Every other
   policy receives only :data:`PUBLIC_INFO_KEYS` (step, time and speed, which a car knows from
@@ -52,13 +52,14 @@ class Policy(Protocol):
 
 
 def is_privileged(policy: Callable[..., Any]) -> bool:
-    """Whether ``policy`` declares that it needs the ground truth (``privileged = True``)."""
+    """Return whether ``policy`` declares that it needs the ground truth
+    (``privileged = True``)."""
     return bool(getattr(policy, "privileged", False))
 
 
 def policy_info(policy: Callable[..., Any], info: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of ``info`` that ``policy`` may see: everything for a privileged policy, the
-    :data:`PUBLIC_INFO_KEYS` for any other."""
+    """Select the part of ``info`` that ``policy`` may see: everything for a privileged
+    policy, the :data:`PUBLIC_INFO_KEYS` for any other."""
     if is_privileged(policy):
         return dict(info)
     return {key: info[key] for key in PUBLIC_INFO_KEYS if key in info}

@@ -13,8 +13,9 @@ How a frame is drawn (see :mod:`torchlnn.driving.camera` for the ground rays):
    arc length ``s``.
 2. Give every pixel road coordinates: with ``e = Y - c`` the pixel's lateral distance from the
    centreline crossing, its offset from the lane centre is ``d = e cos(phi)`` and its arc length
-   is ``s + e sin(phi)``. This is exact on a straight road and within a few centimetres on the
-   road surface for curves of radius 60 m or more.
+   is ``s + e sin(phi)``. This is exact on a straight road. On a curve of 60 m radius it puts
+   road points within 2 cm of their true place 14 m ahead and within 8 cm 25 m ahead; further
+   away, where the road turns far from the view direction, the road is drawn approximately.
 3. Shade from ``(s, d)``: asphalt or verge, anti-aliased markings (their coverage of the pixel
    footprint is computed in closed form, so thin far lines fade instead of flickering), a
    mip-mapped noise texture, the precomputed shadow map, and haze with distance.
@@ -58,7 +59,7 @@ _SHADOW_D_RANGE = (-14.0, 18.0)
 def noise_texture_pyramid(seed: int = 0, size: int = _TEXTURE_SIZE) -> tuple[np.ndarray, ...]:
     """Return a tileable multi-octave value-noise texture and its mip levels.
 
-    Level 0 is ``(size, size)`` with zero mean and unit standard deviation; level ``k`` is the
+    Level 0 is ``(size, size)`` with zero mean and unit standard deviation. Level ``k`` is the
     2 x 2 box average of level ``k - 1``, down to 1 x 1. Octaves have periods from ``size/4``
     down to 2 texels, with amplitude falling by 0.6 per octave.
     """
@@ -665,7 +666,7 @@ class RoadRenderer:
         direction = centreline.heading[index] - yaw
         arc = (first + np.arange(len(index)) * stride) * step  # unwrapped arc length
 
-        # Rows are found by forward distance, so F must increase along the samples; where the
+        # Rows are found by forward distance, so F must increase along the samples. Where the
         # road turns beyond 90 degrees from the view direction, hold the last reachable point.
         forward = np.maximum.accumulate(forward)
         rows_f = self.rays.forward
@@ -833,7 +834,7 @@ class RoadRenderer:
         trunk_colour = np.float32(light) * np.array([0.22, 0.17, 0.12], dtype=np.float32)
 
         # One bar (trunk or pole) per object and one disc (crown) per tree, painted from the
-        # furthest to the nearest; a tree's crown goes over its trunk.
+        # furthest to the nearest. A tree's crown goes over its trunk.
         rank = np.empty(len(forward), dtype=np.int64)
         rank[np.argsort(-forward)] = np.arange(len(forward))
         trunk_colours = trunk_colour + haze[:, None].astype(np.float32) * (horizon - trunk_colour)

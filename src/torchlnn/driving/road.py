@@ -314,7 +314,8 @@ def _moving_average(values: np.ndarray, window: int, closed: bool) -> np.ndarray
 
 @dataclass(frozen=True)
 class RoadConfig:
-    """How roads are generated. Defaults follow rural two-lane roads driven at 50-70 km/h."""
+    """Parameters of road generation. Defaults follow rural two-lane roads driven at
+    50-70 km/h."""
 
     lane_width: float = 3.5
     """Width of one lane between the centres of its markings, in metres."""

@@ -131,6 +131,16 @@ def test_killed_process_resumes(tmp_path):
     assert all(entry["frames"] == 150 for entry in entries)
 
 
+def test_parallel_workers_match_serial_collection(tmp_path, reference):
+    collect(tmp_path, _config(episodes=4, steer_noise=0.003, workers=2), progress=False)
+    parallel, serial = _shards(tmp_path), _shards(reference)
+
+    assert sorted(parallel) == [0, 1, 2, 3]
+    for index in range(4):
+        np.testing.assert_array_equal(parallel[index]["frames"], serial[index]["frames"])
+        np.testing.assert_array_equal(parallel[index]["command"], serial[index]["command"])
+
+
 def test_resume_with_other_settings_is_rejected(tmp_path):
     collect(tmp_path, _config(episodes=1), progress=False)
     with pytest.raises(ValueError, match="different collection"):

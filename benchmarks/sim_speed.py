@@ -2,10 +2,11 @@
 
 Measures, at the configured resolution (78 x 200 by default):
 
-- ``render_and_step``: ``env.step`` with a fixed curvature command (vehicle step, road
-  projection, ground truth and the rendered camera frame);
-- ``expert_loop``: the same plus the expert computing each command, as in data collection;
-- ``render_only``: the renderer alone.
+- ``render_and_step``: ``env.step`` (vehicle step, road projection, ground truth and the
+  rendered camera frame), replaying commands recorded from the expert so that the car stays
+  on the road;
+- ``expert_loop``: the same with the expert computing each command, as in data collection;
+- ``render_only``: the renderer alone, drawing the camera frame of the current pose.
 
 Each figure is the best of ``--repeats`` timed runs of ``--steps`` steps after a warm-up. The
 process is pinned to one core and numerical libraries to one thread. Two clocks are used:
@@ -38,68 +39,81 @@ import numpy as np  # noqa: E402
 from torchlnn.driving import PurePursuitExpert, make_env  # noqa: E402
 
 
-def _best_rate(run, steps: int, repeats: int) -> dict[str, float]:
-    """Best steps per second of wall-clock and of CPU time over ``repeats`` runs of
-    ``run(steps)``."""
-    wall, cpu = [], []
+def _best_rates(runs: dict, steps: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Best steps per second, by wall clock and by CPU time, of each measurement.
+
+    ``runs[name]`` is a pair ``(prepare, run)``: ``prepare()`` is not timed, then
+    ``run(steps)`` is. The measurements take turns within each repeat, so that all of them
+    meet the same changes in the load of a shared machine.
+    """
+    best = {name: {"wall_clock": 0.0, "cpu_time": 0.0} for name in runs}
     for _ in range(repeats):
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        run(steps)
-        wall.append(steps / (time.perf_counter() - start_wall))
-        cpu.append(steps / (time.process_time() - start_cpu))
-    return {"wall_clock": max(wall), "cpu_time": max(cpu)}
+        for name, (prepare, run) in runs.items():
+            prepare()
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            run(steps)
+            wall = steps / (time.perf_counter() - start_wall)
+            cpu = steps / max(time.process_time() - start_cpu, 1e-9)
+            best[name]["wall_clock"] = max(best[name]["wall_clock"], wall)
+            best[name]["cpu_time"] = max(best[name]["cpu_time"], cpu)
+    return best
+
+
+def _expert_runs(env, seed: int) -> dict:
+    """Measurements on one road driven by the expert.
+
+    ``render_and_step`` replays the expert's recorded commands, so the car follows the road
+    without the expert's cost being timed; ``expert_loop`` computes them as it goes, as data
+    collection does.
+    """
+    expert = PurePursuitExpert()
+    state: dict = {}
+
+    def drive(count: int) -> None:
+        observation, info = state["start"]
+        commands = []
+        for _ in range(count):
+            commands.append(np.array([expert(observation, info)], dtype=np.float32))
+            observation, _, _, _, info = env.step(commands[-1])
+        state["commands"] = commands
+
+    def prepare() -> None:
+        state["start"] = env.reset(seed=seed)
+
+    def replay(count: int) -> None:
+        for command in state["commands"][:count]:
+            env.step(command)
+
+    def render_only(count: int) -> None:
+        for _ in range(count):
+            env.unwrapped._render_frame()  # the environment's own call of the renderer
+
+    return {"drive": drive, "prepare": prepare, "replay": replay, "render_only": render_only}
 
 
 def measure_sim(
     height: int, width: int, steps: int, repeats: int
 ) -> dict[str, dict[str, float]]:
     """Time the simulator; return frames per second by measurement and clock."""
-    env = make_env("sim", image_height=height, image_width=width,
-                   episode_steps=10 * steps * repeats + 100, terminate_on_departure=False)
-    expert = PurePursuitExpert()
-    env.reset(seed=0)
-    action = np.array([0.002], dtype=np.float32)
-    state = {}
-
-    def step_fixed(count: int) -> None:
-        for _ in range(count):
-            env.step(action)
-
-    def expert_loop(count: int) -> None:
-        observation, info = state["last"]
-        for _ in range(count):
-            command = np.array([expert(observation, info)], dtype=np.float32)
-            observation, _, _, _, info = env.step(command)
-        state["last"] = (observation, info)
-
-    def render_only(count: int) -> None:
-        for _ in range(count):
-            env._render_frame()
-
-    step_fixed(50)  # warm-up
-    rates = {"render_and_step": _best_rate(step_fixed, steps, repeats)}
-    state["last"] = env.reset(seed=1)
-    rates["expert_loop"] = _best_rate(expert_loop, steps, repeats)
-    rates["render_only"] = _best_rate(render_only, steps, repeats)
+    env = make_env("sim", image_height=height, image_width=width, episode_steps=steps + 10,
+                   terminate_on_departure=False)
+    runs = _expert_runs(env, seed=0)
+    runs["prepare"]()
+    runs["drive"](steps)  # records the commands and warms up
+    rates = _best_rates({
+        "render_and_step": (runs["prepare"], runs["replay"]),
+        "expert_loop": (runs["prepare"], runs["drive"]),
+        "render_only": (runs["prepare"], runs["render_only"]),
+    }, steps, repeats)
     env.close()
     return rates
 
 
 def measure_carracing(steps: int, repeats: int) -> dict[str, dict[str, float]]:
     """Time the CarRacing adapter with its expert."""
-    env = make_env("carracing", episode_steps=10 * steps * repeats + 100,
-                   terminate_on_departure=False)
-    expert = PurePursuitExpert()
-    state = {"last": env.reset(seed=0)}
-
-    def expert_loop(count: int) -> None:
-        observation, info = state["last"]
-        for _ in range(count):
-            command = np.array([expert(observation, info)], dtype=np.float32)
-            observation, _, _, _, info = env.step(command)
-        state["last"] = (observation, info)
-
-    rates = {"expert_loop": _best_rate(expert_loop, steps, repeats)}
+    env = make_env("carracing", episode_steps=steps + 10, terminate_on_departure=False)
+    runs = _expert_runs(env, seed=0)
+    rates = _best_rates({"expert_loop": (runs["prepare"], runs["drive"])}, steps, repeats)
     env.close()
     return rates
 

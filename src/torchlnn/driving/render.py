@@ -427,17 +427,16 @@ def _paint(frame: np.ndarray, shapes: _Primitives) -> None:
         return
 
     # Bounding box of each shape, clipped to the image.
-    margin = np.where(shapes.disc, 1.0, 0.0)
-    first_column = np.floor(shapes.centre_u - shapes.half - margin)
-    last_column = np.ceil(shapes.centre_u + shapes.half + margin)
-    first_row = np.where(shapes.disc, np.floor(shapes.centre_v - shapes.half - 1.0),
-                         np.round(shapes.centre_v))
-    last_row = np.where(shapes.disc, np.ceil(shapes.centre_v + shapes.half + 1.0),
-                        np.round(shapes.bottom))
-    first_column = np.clip(first_column, 0, width).astype(np.int64)
-    last_column = np.clip(last_column, 0, width).astype(np.int64)
-    first_row = np.clip(first_row, 0, height).astype(np.int64)
-    last_row = np.clip(last_row, 0, height).astype(np.int64)
+    centre_u = shapes.centre_u.astype(np.float32)
+    centre_v = shapes.centre_v.astype(np.float32)
+    half = shapes.half.astype(np.float32)
+    margin = np.where(shapes.disc, np.float32(1.0), np.float32(0.0))
+    first_column = np.clip(np.floor(centre_u - half - margin), 0, width).astype(np.int32)
+    last_column = np.clip(np.ceil(centre_u + half + margin), 0, width).astype(np.int32)
+    top = np.where(shapes.disc, np.floor(centre_v - half - 1.0), np.round(centre_v))
+    bottom = np.where(shapes.disc, np.ceil(centre_v + half + 1.0), np.round(shapes.bottom))
+    first_row = np.clip(top, 0, height).astype(np.int32)
+    last_row = np.clip(bottom, 0, height).astype(np.int32)
     box_width = np.maximum(last_column - first_column, 0)
     box_height = np.maximum(last_row - first_row, 0)
     counts = box_width * box_height  # (K,)
@@ -445,45 +444,57 @@ def _paint(frame: np.ndarray, shapes: _Primitives) -> None:
     if total == 0:
         return
 
-    # Every pixel of every box: its shape and its row and column.
-    shape = np.repeat(np.arange(len(counts)), counts)  # (P,)
-    local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = first_row[shape] + local // box_width[shape]
-    columns = first_column[shape] + local % box_width[shape]
+    # Every pixel of every box: its shape, and its row and column from the index within the
+    # box (a float division, exact for these sizes, is faster than an integer one).
+    shape = np.repeat(np.arange(len(counts), dtype=np.int32), counts)  # (P,)
+    local = np.arange(total, dtype=np.int32) - np.repeat(np.cumsum(counts) - counts, counts)
+    widths = box_width.take(shape)
+    box_row = np.floor((local + 0.5) / widths.astype(np.float32)).astype(np.int32)
+    rows = first_row.take(shape) + box_row
+    columns = first_column.take(shape) + (local - box_row * widths)
 
     # Coverage: column overlap for bars, distance to the rim for discs.
-    u = shapes.centre_u[shape]
-    half = shapes.half[shape]
-    overlap = np.minimum(columns + 1.0, u + half) - np.maximum(columns, u - half)
-    dv = rows + 0.5 - shapes.centre_v[shape]
-    rim = half + 0.5 - np.hypot(dv, columns + 0.5 - u)
-    is_disc = shapes.disc[shape]
-    coverage = np.clip(np.where(is_disc, rim, overlap), 0.0, 1.0)
-    shading = np.where(is_disc, 1.1 - 0.25 * np.clip(dv / np.maximum(half, 0.5), -1.0, 1.0), 1.0)
-    keep = coverage > 0.0
-    if not keep.any():
+    u = centre_u.take(shape)
+    radius = half.take(shape)
+    left = columns.astype(np.float32)
+    overlap = np.minimum(left + 1.0, u + radius) - np.maximum(left, u - radius)
+    dv = rows.astype(np.float32) + np.float32(0.5) - centre_v.take(shape)
+    du = left + np.float32(0.5) - u
+    rim = radius + np.float32(0.5) - np.sqrt(dv * dv + du * du)
+    is_disc = shapes.disc.take(shape)
+    coverage = np.where(is_disc, rim, overlap)
+    np.minimum(coverage, 1.0, out=coverage)
+    keep = np.nonzero(coverage > 0.0)[0]  # (E,) entries that paint something
+    if len(keep) == 0:
         return
-    pixel = (rows * width + columns)[keep]
-    order = shapes.order[shape][keep]
+    shape, coverage, dv, radius, is_disc = (
+        values.take(keep) for values in (shape, coverage, dv, radius, is_disc))
+    pixel = (rows.take(keep) * width + columns.take(keep)).astype(np.int32)
+    order = shapes.order.astype(np.int32).take(shape)
 
-    # Group the entries by pixel, in painting order within a pixel.
-    sort = np.lexsort((order, pixel))
-    pixel = pixel[sort]
-    entry = np.nonzero(keep)[0][sort]  # (E,) index into the box pixels
-    top = np.nonzero(np.append(pixel[1:] != pixel[:-1], True))[0]  # last entry per pixel
-    below = top - 1
-    has_below = (below >= 0) & (pixel[np.maximum(below, 0)] == pixel[top])
+    # Per pixel, find the uppermost entry and the one below it with a z-buffer of orders
+    # (each shape has a distinct order and covers a pixel at most once).
+    uppermost = np.full(height * width, -1, dtype=np.int32)
+    np.maximum.at(uppermost, pixel, order)
+    on_top = order == uppermost.take(pixel)
+    second = np.full(height * width, -1, dtype=np.int32)
+    np.maximum.at(second, pixel[~on_top], order[~on_top])
+    below = ~on_top & (order == second.take(pixel))
 
-    # Blend the two uppermost shapes of each pixel: the anti-aliased rim of a near crown
-    # then shows the far crown behind it, not the sky.
-    flat = frame.reshape(-1, 3)
-    colours = shapes.colour[shape[entry]] * shading[entry, None].astype(np.float32)  # (E, 3)
-    alpha = coverage[entry, None].astype(np.float32)  # (E, 1)
-    result = flat[pixel[top]]  # (N, 3) background
-    lower = below[has_below]
-    result[has_below] += alpha[lower] * (colours[lower] - result[has_below])
-    result += alpha[top] * (colours[top] - result)
-    flat[pixel[top]] = result
+    # Blend the second shape of each pixel, then the uppermost one over it: the
+    # anti-aliased rim of a near crown then shows the far crown behind it, not the sky.
+    # Pixels are addressed as flat elements (3 per pixel), which numpy indexes faster than
+    # rows of a 2-D array.
+    shading = np.where(is_disc, 1.1 - 0.25 * np.clip(dv / np.maximum(radius, 0.5), -1.0, 1.0),
+                       1.0).astype(np.float32)
+    flat = frame.reshape(-1)  # (H * W * 3,)
+    channels = np.arange(3, dtype=np.int32)
+    for layer in (below, on_top):
+        elements = (pixel[layer][:, None] * 3 + channels).ravel()  # (N * 3,)
+        colour = shapes.colour.take(shape[layer], axis=0) * shading[layer, None]  # (N, 3)
+        blended = flat.take(elements).reshape(-1, 3)
+        blended += coverage[layer, None] * (colour - blended)
+        flat[elements] = blended.ravel()
 
 
 def _clip_in_place(values: np.ndarray, low: float, high: float) -> None:

@@ -18,7 +18,8 @@ evaluation harness:
   is the whole track, 13.3 m wide; a departure is the car's centre leaving the asphalt.
 
 CarRacing renders its own frame at every step, so this environment runs at about 150 steps
-per second on one core, far slower than the simulator. Each reset drives the car for
+per second of CPU time on one core (``benchmarks/sim_speed.py --carracing``), far slower
+than the simulator. Each reset drives the car for
 ``warmup_steps`` steps with the built-in expert so that it starts at speed and after the
 one-second zoom animation of CarRacing's camera.
 

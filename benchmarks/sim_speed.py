@@ -63,7 +63,7 @@ def _expert_runs(env, seed: int) -> dict:
     """Measurements on one road driven by the expert.
 
     ``render_and_step`` replays the expert's recorded commands, so the car follows the road
-    without the expert's cost being timed; ``expert_loop`` computes them as it goes, as data
+    without the expert's cost being timed. ``expert_loop`` computes them as it goes, as data
     collection does.
     """
     expert = PurePursuitExpert()

@@ -389,8 +389,9 @@ def _drive(
                 observation, info = base.recover()
             if truncated and info["progress"] < distance:
                 raise RuntimeError(
-                    f"seed {seed} ended after {info['progress']:.0f} m of the {distance:.0f} m "
-                    f"requested; the car is too slow for the step budget"
+                    f"seed {seed} was truncated after {info['progress']:.0f} m of the "
+                    f"{distance:.0f} m requested because the episode ran out of steps; pass "
+                    f"a larger episode_steps in env_overrides"
                 )
             if info["progress"] - reported >= 10.0:
                 done = int(min(info["progress"], distance))

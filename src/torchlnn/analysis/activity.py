@@ -310,10 +310,12 @@ def neuron_output_correlation(
 
     x = _valid_rows(states, mask)  # (S, N)
     y = _valid_rows(outputs, mask)  # (S, O)
+    # Constant columns are found exactly: after centring, rounding leaves them tiny but nonzero.
+    varies = (np.ptp(x, axis=0) > 0)[:, None] & (np.ptp(y, axis=0) > 0)[None, :]  # (N, O)
     x = x - x.mean(axis=0)
     y = y - y.mean(axis=0)
     covariance = x.T @ y  # (N, O)
     norms = np.sqrt((x**2).sum(axis=0))[:, None] * np.sqrt((y**2).sum(axis=0))[None, :]
     correlation = np.full(covariance.shape, np.nan)
-    np.divide(covariance, norms, out=correlation, where=norms > 0)
+    np.divide(covariance, norms, out=correlation, where=varies & (norms > 0))
     return correlation

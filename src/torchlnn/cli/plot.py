@@ -100,6 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     attention.add_argument("--noise", type=float, default=None, metavar="STD",
                            help="also report the SSIM between the maps of clean frames and of "
                            "frames with Gaussian noise of this standard deviation")
+    attention.add_argument("--samples", type=int, default=16,
+                           help="noisy copies averaged by SmoothGrad (default: 16)")
+    attention.add_argument("--steps", type=int, default=32,
+                           help="points on the integrated-gradients path (default: 32)")
     attention.add_argument("--seed", type=int, default=0, help="seed of the noise (default: 0)")
     attention.add_argument("-o", "--output", type=Path, required=True,
                            help="file to write: .png (grid), .gif or .mp4 (animation)")
@@ -331,8 +335,8 @@ def _attention(args: argparse.Namespace) -> int:
         if method == "visualbackprop":
             return analysis.visual_backprop(extractor, x)
         if method == "smoothgrad":
-            return analysis.smoothgrad(model, x, seed=args.seed)
-        return analysis.integrated_gradients(model, x)
+            return analysis.smoothgrad(model, x, samples=args.samples, seed=args.seed)
+        return analysis.integrated_gradients(model, x, steps=args.steps)
 
     names = {"visualbackprop": "VisualBackProp", "smoothgrad": "SmoothGrad",
              "integrated-gradients": "Integrated gradients"}

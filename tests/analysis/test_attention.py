@@ -91,7 +91,8 @@ def test_vbp_sequence_shape_and_range():
     frames = torch.rand(2, 4, 3, 24, 32)
     maps = visual_backprop(policy.conv_head, frames)
     assert maps.shape == (2, 4, 24, 32)
-    assert maps.min() == 0.0 and maps.max() == pytest.approx(1.0)
+    assert maps.min() == 0.0
+    assert maps.max() == pytest.approx(1.0)
     single = visual_backprop(policy.conv_head, frames[1, 2:3])
     np.testing.assert_allclose(maps[1, 2], single[0], rtol=1e-5, atol=1e-6)
 

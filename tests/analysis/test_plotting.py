@@ -168,7 +168,8 @@ def test_overlay_blends_by_attention():
     attention = np.zeros((4, 5))
     attention[1, 2] = 1.0
     image = plotting.overlay_attention(frame, attention, alpha=1.0)
-    assert image.dtype == np.uint8 and image.shape == (4, 5, 3)
+    assert image.dtype == np.uint8
+    assert image.shape == (4, 5, 3)
     assert (image[0, 0] == 128).all()  # no attention: the frame itself
     assert not (image[1, 2] == 128).all()  # full attention: the colormap's colour
     with pytest.raises(ValueError, match="frame's size"):

@@ -76,7 +76,8 @@ def test_bound_covers_vector_field_jacobians():
     cell = layer.rnn_cell
     bound = ltc_lipschitz_bound(layer)
     low, high = bound.state_range
-    assert low <= -1.0 and high >= 1.0  # the reversal potentials are +-1.3 here
+    assert low <= -1.0  # the reversal potentials are +-1.3 here
+    assert high >= 1.0
 
     worst_x = np.zeros(10)
     worst_v = np.zeros(10)

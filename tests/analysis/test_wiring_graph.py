@@ -121,7 +121,7 @@ def test_wired_cfc_weights_read_the_masked_heads():
         for wired_layer in layer.rnn_cell.layers:
             wired_layer.weight.fill_(1.0)
     graph = wiring_graph(layer)
-    # With every weight 1, each synapse's column holds the mask: 1 in each of the 4 heads.
+    # With every weight 1, each synapse's column is the mask: 1 in each of the 4 heads.
     np.testing.assert_allclose(graph.weight, 2.0)
 
     ncps_style = torchlnn.CfC(4, small_ncp(), connectivity="ncps")

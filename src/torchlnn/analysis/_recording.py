@@ -25,7 +25,7 @@ RECURRENT_LAYERS = (LiquidSequence, nn.RNNBase)
 
 
 def find_recurrent_layer(model: nn.Module, layer: nn.Module | None = None) -> nn.Module:
-    """Return the recurrent layer to record: ``layer`` if given, else the one ``model`` holds.
+    """Return the recurrent layer to record: ``layer`` if given, else the one ``model`` contains.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module``, or ``layer`` is not a recurrent layer.

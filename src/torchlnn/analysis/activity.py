@@ -27,8 +27,8 @@ def to_numpy(value: Any) -> np.ndarray:
 def neuron_types_of(layer: nn.Module) -> list[str]:
     """Return the role of every neuron of a recurrent layer, in state order.
 
-    A wired layer names the roles of its wiring ("motor", "command", "inter" or custom names);
-    a dense CfC and the ``torch.nn`` recurrent layers call every neuron "hidden".
+    A wired layer takes the roles from its wiring ("motor", "command", "inter" or custom
+    names). A dense CfC and the ``torch.nn`` recurrent layers call every neuron "hidden".
     """
     wiring = getattr(layer, "wiring", None)
     if isinstance(layer, LiquidSequence) and wiring is not None:
@@ -97,14 +97,14 @@ def record_activity(
     """
     target = find_recurrent_layer(model, layer)
     if isinstance(model, nn.RNNBase):
-        given = [
+        rejected = [
             name
             for name, value in (("timespans", timespans), ("lengths", lengths), ("mask", mask))
             if value is not None
         ]
-        if given:
+        if rejected:
             raise ValueError(
-                f"torch.nn.{type(model).__name__} takes no {', '.join(given)}; pack a padded "
+                f"torch.nn.{type(model).__name__} takes no {', '.join(rejected)}; pack a padded "
                 f"batch with torch.nn.utils.rnn.pack_padded_sequence instead."
             )
     arguments = forward_arguments(hx=hx, timespans=timespans, lengths=lengths, mask=mask)
@@ -204,12 +204,11 @@ def activity_pca(
 
     Every real step of every sample is one observation of the N-dimensional state. The states
     are centred (and divided by each neuron's standard deviation with ``standardize=True``)
-    and decomposed by a singular value decomposition ``X = U S V^T``; the variance along
+    and decomposed by a singular value decomposition ``X = U S V^T``. The variance along
     component k is ``S_k^2 / (S - 1)`` for S observations.
 
-    The NCP paper (Lechner et al., Nature Machine Intelligence, 2020) compares how much of the
-    activity the first component explains: for its 19-neuron lane-keeping circuit, 92%,
-    against 51% for an LSTM driver.
+    A large share on the first component means that the neurons move together along one
+    direction, which makes the circuit's activity easier to read.
 
     Args:
         activity: an ``Activity``, or states (B, T, N) or (S, N).

@@ -1,9 +1,9 @@
 """Where an image model looks: VisualBackProp, gradient saliency and their robustness to noise.
 
-Frames are float tensors (B, C, H, W), or (B, T, C, H, W) for sequences of camera frames; a
-sequence is handled frame by frame by the feature extractor. Every map has the frames' shape
-without the channel axis, (B, H, W) or (B, T, H, W), and is normalised to [0, 1] per frame
-unless ``normalize=False``.
+Frames are float tensors (B, C, H, W), or (B, T, C, H, W) for sequences of camera frames. The
+feature extractor sees a sequence frame by frame. Every map has the frames' shape without the
+channel axis, (B, H, W) or (B, T, H, W), and is normalised to [0, 1] per frame unless
+``normalize=False``.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def conv_feature_maps(
     By default every call of an ``nn.Conv2d`` gives one feature map: the convolution's output,
     or the output of the activation (or normalisation, or dropout) modules that are applied to
     it right after. An activation written as a function in ``forward`` (``F.relu``) is not a
-    module and cannot be seen, so the map is then the convolution's raw output; name the
-    modules whose outputs are the feature maps with ``feature_modules`` in that case.
+    module and cannot be seen, so the map is then the convolution's raw output. In that case
+    name the modules whose outputs are the feature maps with ``feature_modules``.
 
     Args:
         extractor: the module, or a list of modules applied one after the other (as
@@ -168,9 +168,9 @@ def _upscale(mask: Tensor, feature: FeatureMap, size: tuple[int, int]) -> Tensor
     """Scale a mask (S, 1, h, w) up to ``size`` through the layer that produced it.
 
     For a convolution, a transposed convolution with the same kernel size, stride, padding and
-    dilation and all weights 1 spreads every value over the input pixels that produced it;
-    any remaining size difference (a pooling layer between two convolutions) is closed by
-    bilinear interpolation. For another module, bilinear interpolation alone.
+    dilation and all weights 1 spreads every value over the input pixels that produced it.
+    Bilinear interpolation closes any remaining size difference, such as a pooling layer
+    between two convolutions. Another module is scaled by bilinear interpolation alone.
     """
     conv = feature.module
     if isinstance(conv, nn.Conv2d):
@@ -209,8 +209,7 @@ def visual_backprop(
     """Compute VisualBackProp attention maps: which pixels the convolutional features come from.
 
     Bojarski et al., "VisualBackProp: efficient visualization of CNNs" (arXiv:1611.05418,
-    2016), the method the NCP paper (Lechner et al., Nature Machine Intelligence, 2020) used to
-    show where its driving networks look:
+    2016), a method made to show where a driving network looks:
 
     1. average each convolutional layer's feature maps (after the activation) over channels;
     2. take the deepest average, scale it up to the previous layer's map size with a
@@ -221,8 +220,8 @@ def visual_backprop(
 
     Args:
         extractor: the convolutional part of the model (an ``nn.Module``, or a list of
-            modules applied in order); any fully connected layers after the convolutions are
-            run but ignored. See ``conv_feature_maps`` for how feature maps are found.
+            modules applied in order). Fully connected layers after the convolutions are run
+            but ignored. See ``conv_feature_maps`` for how feature maps are found.
         frames: (B, C, H, W) or (B, T, C, H, W).
         feature_modules: the modules whose outputs are the feature maps, when the default
             (each ``nn.Conv2d`` and the activation modules that follow it) does not fit.
@@ -460,11 +459,11 @@ def attention_robustness(
 ) -> AttentionRobustness:
     """Compare the attention maps of clean and noisy frames by their SSIM, averaged over frames.
 
-    The NCP paper (Lechner et al., Nature Machine Intelligence, 2020) measures how stable a
-    driving network's attention is this way: each frame gets Gaussian noise of standard
-    deviation ``noise_std`` (not clipped), the attention maps of the clean and the noisy frame
-    are compared with the SSIM (``torchlnn.analysis.ssim``), and the SSIM is averaged over all
-    frames. A value near 1 means the network looks at the same places under noise.
+    Each frame gets Gaussian noise of standard deviation ``noise_std`` (not clipped). The
+    attention maps of the clean and the noisy frame are compared with the SSIM
+    (``torchlnn.analysis.ssim``), and the SSIM is averaged over all frames. A value near 1
+    means the network looks at the same places under noise. Lechner et al. (Nature Machine
+    Intelligence 2, 2020) compare the robustness of driving networks' attention this way.
 
     Args:
         attention: a function from frames to maps normalised to [0, 1], for example

@@ -1,4 +1,4 @@
-"""How strongly each neuron, and the output, respond to small changes of the input.
+"""Sensitivity of each neuron, and of the output, to small changes of the input.
 
 Three tools, each bounding or measuring a different quantity:
 
@@ -85,7 +85,7 @@ def lipschitz_estimate(
         \hat L^x_i = \max_{b, t} \left\| \frac{\partial h_{t,i}}{\partial x_t} \right\|_2 .
 
     Since it is a maximum over the visited points only, it is a lower bound on the step's true
-    Lipschitz constant; ``ltc_lipschitz_bound`` gives an upper bound for an LTC. With mixed
+    Lipschitz constant. ``ltc_lipschitz_bound`` gives an upper bound for an LTC. With mixed
     memory the step includes the LSTM update, and the state Jacobian is taken with respect to
     ``h_{t-1}`` with the LSTM memory ``c_{t-1}`` held fixed.
 

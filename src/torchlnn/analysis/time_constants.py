@@ -56,8 +56,8 @@ def time_constants(
         layer: the LTC layer to analyse, when ``model`` contains several recurrent layers.
 
     Returns:
-        float64 array (B, T, N); NaN at padded steps (where ``lengths`` or ``mask`` says the
-        step is not real).
+        float64 array (B, T, N); NaN at padded steps (steps that ``lengths`` or ``mask`` marks as
+        padding).
     """
     target = find_recurrent_layer(model, layer)
     if not isinstance(target, LTC) or not isinstance(target.rnn_cell, LTCCell):

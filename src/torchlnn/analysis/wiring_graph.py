@@ -43,8 +43,8 @@ class WiringGraph:
             input index where ``from_sensory`` is True.
         from_sensory: (E,) bool, True for a synapse from an input feature.
         polarity: (E,) +1 (excitatory) or -1 (inhibitory). For an LTC this is the sign of the
-            learned reversal potential ``erev`` (``sensory_erev``), which starts at the
-            wiring's polarity and may change sign in training; otherwise the wiring's.
+            learned reversal potential ``erev`` (``sensory_erev``). It starts at the wiring's
+            polarity and may change sign in training. Other models show the wiring's polarity.
         weight: (E,) the learned strength of each synapse, NaN when not known: for an LTC the
             maximum conductance ``w`` (``sensory_w``); for a wired CfC the Euclidean norm,
             over its heads, of the masked weights that read the source.
@@ -66,7 +66,7 @@ class WiringGraph:
 
 
 def _resolve(model: nn.Module | Wiring) -> tuple[Wiring, nn.Module | None]:
-    """Return the wiring and the cell that holds its learned weights (None for a bare wiring)."""
+    """Return the wiring and the cell that stores its learned weights (None for a bare wiring)."""
     if isinstance(model, Wiring):
         return model, None
     if isinstance(model, (LTCCell, WiredCfCCell)):
@@ -162,7 +162,7 @@ def _layout(
 
     With ``order="barycenter"`` each column, left to right, is sorted by the mean height of
     each neuron's sources in the columns already placed (the barycenter heuristic of layered
-    graph drawing); neurons without such sources keep their index order. ``order="index"``
+    graph drawing). Neurons without such sources keep their index order. ``order="index"``
     keeps index order everywhere.
     """
     tallest = max([sensory_count] + [len(column) for column in columns])

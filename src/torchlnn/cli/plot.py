@@ -4,7 +4,7 @@ Sub-commands:
 
 - ``wiring``: the wiring diagram with learned polarities and weights.
 - ``activity``: neuron traces, PCA, correlation with the output, time constants (LTC) and
-  sensitivities of a model run on input data; also ``summary.json`` with the numbers.
+  sensitivities of a model run on input data. ``summary.json`` stores the numbers.
 - ``attention``: VisualBackProp and gradient saliency over camera frames, as a PNG grid or an
   animated GIF, with the SSIM robustness to noise when ``--noise`` is given.
 
@@ -151,7 +151,7 @@ def load_model(spec: str, weights: Path | None = None, trust_pickle: bool = Fals
             model = payload
         else:
             raise ValueError(
-                f"{spec!r} holds a {type(payload).__name__}, not a model. A state dict needs "
+                f"{spec!r} contains a {type(payload).__name__}, not a model. A state dict needs "
                 f"the code that builds the model: pass package.module:NAME --weights {spec}."
             )
         return model.eval()

@@ -15,9 +15,9 @@ import numpy as np
 # Colours of the neuron types; custom types take the next colour of _EXTRA_COLORS.
 TYPE_COLORS = {
     "sensory": "#bdbdbd",
-    "inter": "#6baed6",
+    "inter": "#4292c6",
     "command": "#fd8d3c",
-    "motor": "#9e9ac8",
+    "motor": "#807dba",
     "hidden": "#969696",
 }
 _EXTRA_COLORS = ("#74c476", "#f768a1", "#8c6d31", "#17becf", "#bcbd22", "#e7969c")

@@ -37,9 +37,9 @@ def plot_activity(
 ):
     """Draw every neuron's trace, grouped by neuron type, below the model's output.
 
-    The top panel shows the model's outputs (and ``targets``, dashed, when given, such as the
-    steering a driver gave); below it one panel per neuron type, in the order the types first
-    appear in the state (motor, command, inter for an NCP), with one line per neuron.
+    The top panel shows the model's outputs, and ``targets`` dashed when given (such as the
+    steering a driver gave). Below it come one panel per neuron type, in the order the types
+    first appear in the state (motor, command, inter for an NCP), with one line per neuron.
 
     Args:
         activity: from ``torchlnn.analysis.record_activity``.
@@ -112,19 +112,19 @@ def plot_pca(
         path: save the figure there when given.
     """
     ratio = pca.explained_variance_ratio[:components]
-    shown = np.arange(1, len(ratio) + 1)
+    component_numbers = np.arange(1, len(ratio) + 1)
     has_trajectory = pca.projections.shape[-1] >= 2
     figure, axes = new_figure(9.0 if has_trajectory else 4.8, 3.6, columns=2 if has_trajectory
                               else 1)
     ax = axes[0, 0]
-    bars = ax.bar(shown, 100 * ratio, color="#6baed6", edgecolor="#2171b5")
-    ax.plot(shown, 100 * np.cumsum(ratio), "o-", color="#08306b", markersize=3,
+    bars = ax.bar(component_numbers, 100 * ratio, color="#6baed6", edgecolor="#2171b5")
+    ax.plot(component_numbers, 100 * np.cumsum(ratio), "o-", color="#08306b", markersize=3,
             label="cumulative")
     ax.bar_label(bars, labels=[f"{100 * r:.0f}%" for r in ratio], fontsize=7)
     ax.set_xlabel("principal component")
     ax.set_ylabel("variance explained (%)")
     ax.set_ylim(0, 105)
-    ax.set_xticks(shown)
+    ax.set_xticks(component_numbers)
     ax.legend(loc="center right", fontsize=8)
 
     if has_trajectory:
@@ -278,9 +278,9 @@ def plot_lipschitz(
 ):
     """Draw each neuron's measured one-step Lipschitz constants and the analytical bounds.
 
-    Bars are the measured values (``lipschitz_estimate``), black ticks the upper bounds of one
-    fused-solver step (``ltc_lipschitz_bound``), on a logarithmic axis; left for the input,
-    right for the previous state.
+    Bars are the measured values (``lipschitz_estimate``) and black ticks the upper bounds of one
+    fused-solver step (``ltc_lipschitz_bound``), on a logarithmic axis. The left panel is for the
+    input, the right one for the previous state.
 
     Args:
         neuron_types: the role of each neuron.

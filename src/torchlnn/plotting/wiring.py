@@ -35,11 +35,12 @@ def plot_wiring(
     """Draw a wiring diagram: neurons in columns by layer, synapses coloured by polarity.
 
     Columns run from the sensory neurons (one per input feature, left) through each layer of
-    the wiring to the motor neurons (right); see ``torchlnn.analysis.wiring_graph`` for the
-    layout and for how polarity and weight are read from a trained model. Excitatory synapses
+    the wiring to the motor neurons (right). ``torchlnn.analysis.wiring_graph`` describes the
+    layout and how polarity and weight are read from a trained model. Excitatory synapses
     are green solid arrows, inhibitory ones red dashed lines with a bar head. With learned
     weights, line width grows with the weight (one scale for all synapses). A ring around a
-    neuron marks a synapse onto itself.
+    neuron marks a synapse onto itself. A wired CfC's heads do not use polarity, so for a CfC
+    the colours show the wiring's polarities only.
 
     Args:
         model: a wiring, a ``torchlnn.LTC`` or wired ``torchlnn.CfC`` (layer or cell), a module
@@ -92,7 +93,11 @@ def plot_wiring(
             continue
         same_column = np.isclose(start[0], end[0])
         backward = start[0] > end[0]
-        bend = 0.45 if same_column else (0.25 if backward else 0.0)
+        bend = 0.0
+        if same_column:
+            bend = 0.45
+        elif backward:
+            bend = 0.25
         arrow = FancyArrowPatch(
             tuple(start),
             tuple(end),
@@ -161,10 +166,9 @@ def plot_wiring(
         bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False,
     )
     internal = int((~graph.from_sensory).sum())
-    summary = (
-        f"{len(graph.neuron_types)} neurons, {internal} synapses, "
-        f"{int(graph.from_sensory.sum())} sensory synapses"
-    )
+    summary = f"{len(graph.neuron_types)} neurons, {internal} synapses"
+    if graph.sensory_count:
+        summary += f", {int(graph.from_sensory.sum())} sensory synapses"
     if weights and graph.weight_name:
         summary += f"; width = {graph.weight_name}"
     ax.set_title(title if title is not None else summary, fontsize=10)

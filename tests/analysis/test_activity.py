@@ -240,3 +240,19 @@ def test_correlation_of_recorded_activity():
                                  torch.randn(2, 12, 4))
     with pytest.raises(ValueError, match="return_sequences=True"):
         neuron_output_correlation(final_only)
+
+
+def test_record_direct_forward_with_states():
+    class Direct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torchlnn.CfC(4, small_ncp())
+
+        def forward(self, x):
+            return self.rnn.forward_with_states(x).output
+
+    model = Direct()
+    x = torch.randn(2, 5, 4)
+    activity = record_activity(model, x)
+    np.testing.assert_allclose(activity.states, model.rnn.forward_with_states(x).states.detach())
+    assert "forward_with_states" not in vars(model.rnn)

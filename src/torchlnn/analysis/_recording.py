@@ -146,22 +146,31 @@ def record_calls(layer: nn.Module) -> Iterator[list[LayerCall]]:
     """Record every call of ``layer`` made inside the ``with`` block, in call order.
 
     A liquid layer's ``forward`` is replaced, for the duration of the block, by a function that
-    calls ``forward_with_states`` and returns the same ``(output, h_n)``. A ``torch.nn``
-    recurrent layer gets a forward hook. Both are removed when the block exits.
+    calls ``forward_with_states`` and returns the same ``(output, h_n)``; a direct call of
+    ``forward_with_states`` is recorded too. A ``torch.nn`` recurrent layer gets a forward
+    hook. Both are removed when the block exits.
     """
     calls: list[LayerCall] = []
     if isinstance(layer, LiquidSequence):
+        original = layer.forward_with_states
+
+        def forward_with_states(*args, **kwargs):
+            result = original(*args, **kwargs)
+            calls.append(_liquid_call(layer, args, kwargs, result))
+            return result
 
         def forward(*args, **kwargs):
-            result = layer.forward_with_states(*args, **kwargs)
-            calls.append(_liquid_call(layer, args, kwargs, result))
+            result = forward_with_states(*args, **kwargs)
             return result.output, result.h_n
 
-        layer.forward = forward  # an instance attribute shadows the class method
+        # Instance attributes shadow the class methods until they are deleted.
+        layer.forward_with_states = forward_with_states
+        layer.forward = forward
         try:
             yield calls
         finally:
             del layer.forward
+            del layer.forward_with_states
     elif isinstance(layer, nn.RNNBase):
 
         def hook(module, args, output):

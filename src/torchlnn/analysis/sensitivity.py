@@ -146,7 +146,7 @@ def lipschitz_estimate(
 def _row_norms(gradient: Tensor | None, like: Tensor) -> Tensor:
     if gradient is None:  # the neuron does not depend on this argument at all
         return torch.zeros(like.shape[0], dtype=torch.float64)
-    return gradient.detach().to(torch.float64).norm(dim=1)
+    return gradient.detach().to(torch.float64).norm(dim=1).cpu()
 
 
 # ---------------------------------------------------------------------- analytical (LTC)
@@ -240,6 +240,7 @@ def ltc_lipschitz_bound(
 
     with torch.no_grad():
         cm = cell.cm.double()  # (N,)
+        device = cm.device
         gleak = cell.gleak.double()
         w = cell.w.double()  # (N_src, N_dst)
         sensory_w = cell.sensory_w.double()  # (I, N)
@@ -250,11 +251,12 @@ def ltc_lipschitz_bound(
         input_scale = (
             cell.input_w.double().abs()
             if cell.input_mapping in ("affine", "linear")
-            else torch.ones(cell.sensory_size, dtype=torch.float64)
+            else torch.ones(cell.sensory_size, dtype=torch.float64, device=device)
         )  # (I,)
 
         if state_range is None:
-            values = torch.cat([torch.zeros(1, dtype=torch.float64), cell.vleak.double()])
+            zero = torch.zeros(1, dtype=torch.float64, device=device)
+            values = torch.cat([zero, cell.vleak.double()])
             values = torch.cat([values, erev[cell.sparsity_mask > 0]])
             values = torch.cat([values, sensory_erev[cell.sensory_sparsity_mask > 0]])
             state_range = (float(values.min()), float(values.max()))
@@ -287,16 +289,16 @@ def ltc_lipschitz_bound(
             sub_x = h * sensory_slope.T / damping  # (N, I)
             sub_v = (torch.diag(cm) + h * synaptic_slope.T) / damping  # (N, N)
             total_x = torch.zeros_like(sub_x)
-            total_v = torch.eye(cm.shape[0], dtype=torch.float64)
+            total_v = torch.eye(cm.shape[0], dtype=torch.float64, device=device)
             for _ in range(cell.ode_unfolds):
                 total_x = sub_v @ total_x + sub_x
                 total_v = sub_v @ total_v
-            step_input = total_x.norm(dim=1).numpy()
-            step_state = total_v.norm(dim=1).numpy()
+            step_input = total_x.norm(dim=1).cpu().numpy()
+            step_state = total_v.norm(dim=1).cpu().numpy()
 
     return LipschitzBound(
-        vector_field_input=field_x.norm(dim=1).numpy(),
-        vector_field_state=field_v.norm(dim=1).numpy(),
+        vector_field_input=field_x.norm(dim=1).cpu().numpy(),
+        vector_field_state=field_v.norm(dim=1).cpu().numpy(),
         step_input=step_input,
         step_state=step_state,
         state_range=(low, high),

@@ -110,6 +110,21 @@ def test_activity_plot_groups_traces_by_type():
     assert_not_blank(plotting.figure_to_array(figure))
 
 
+def test_activity_plot_squeezed_output():
+    class Squeezed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(4, 5, batch_first=True)
+
+        def forward(self, x):
+            return self.gru(x)[0].sum(-1)  # (B, T)
+
+    activity = analysis.record_activity(Squeezed(), torch.randn(2, 7, 4))
+    figure = plotting.plot_activity(activity)
+    assert len(figure.axes[0].lines[0].get_xdata()) == 7
+    assert [len(ax.lines) for ax in figure.axes[1:]] == [5]
+
+
 def test_activity_plot_stops_at_padding():
     layer = torchlnn.CfC(4, small_ncp())
     activity = analysis.record_activity(layer, torch.randn(2, 10, 4), lengths=[10, 4])

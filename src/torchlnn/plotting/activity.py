@@ -60,7 +60,10 @@ def plot_activity(
     figure, axes = new_figure(8.0, 1.6 + 1.55 * (len(groups) + 1), rows=len(groups) + 1,
                               sharex=True)
     output_ax = axes[0, 0]
-    outputs = activity.outputs[sample]
+    outputs = activity.outputs
+    if outputs.shape == activity.states.shape[:2]:
+        outputs = outputs[..., None]  # one output per step: (B, T) -> (B, T, 1)
+    outputs = outputs[sample]
     if outputs.ndim == 2:  # (T, O): one line per output
         for o in range(outputs.shape[1]):
             name = output_names[o] if output_names else f"output {o}"

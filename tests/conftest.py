@@ -7,6 +7,10 @@ import socket
 import pytest
 import torch
 
+# The tests use small tensors, for which one thread is fastest; two threads on a busy 2-core
+# machine made some steps hundreds of times slower.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_everything():

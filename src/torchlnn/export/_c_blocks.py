@@ -37,7 +37,8 @@ def check_c_solver(cell: LTCCell) -> str:
     name = C_SOLVERS.get(type(cell.solver))
     if name is None:
         raise ValueError(
-            f"to_c: the LTC solver {cell.solver!r} has no C version. C is generated for "
+            f"to_c: the LTC solver {getattr(cell.solver, 'name', '')!r} ({cell.solver!r}) has "
+            f"no C version. C is generated for "
             f"'fused', 'euler' and 'rk4', which take a fixed number of sub-steps; 'adaptive' "
             f"takes a state-dependent number, so its time per step is unbounded on a "
             f"microcontroller. The weights do not depend on the solver: rebuild the layer with "
@@ -312,8 +313,7 @@ def cfc_block(writer: CWriter, cell: CfCCell) -> list[str]:
         bias = writer.floats(f"layer{index + 1}_b", following.bias)
         lines += [
             f"    float {name}[{rows}];",
-            f"    {prefix}_dense({name}, {weight}, {bias}, {current}, {rows}, "
-            f"{current_width}, 0);",
+            f"    {prefix}_dense({name}, {weight}, {bias}, {current}, {rows}, {current_width}, 0);",
         ]
         current, current_width = name, rows
 
@@ -360,8 +360,12 @@ def wired_cfc_block(writer: CWriter, cell: WiredCfCCell) -> list[str]:
         segments = (
             ("input", "input", masked[:, :n_x], x_sources),
             ("state", "h", masked[:, n_x + n_fresh :], state_sources),
-            ("fresh", "h_new", masked[:, n_x : n_x + n_fresh],
-             [previous_ids[p] for p in fresh_sources]),
+            (
+                "fresh",
+                "h_new",
+                masked[:, n_x : n_x + n_fresh],
+                [previous_ids[p] for p in fresh_sources],
+            ),
         )
         for kind, vector, matrix, vector_index in segments:
             row_start, columns, values = sparse_rows(matrix)
@@ -449,9 +453,7 @@ def readout_matrix(cell: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     return matrix.numpy(), offset.numpy()
 
 
-def output_block(
-    writer: CWriter, cell: nn.Module, proj: nn.Linear | None
-) -> list[str]:
+def output_block(writer: CWriter, cell: nn.Module, proj: nn.Linear | None) -> list[str]:
     """Return the readout of ``h`` into ``output``, through the projection when there is one."""
     prefix = writer.prefix
     writer.helpers.add("sparse")

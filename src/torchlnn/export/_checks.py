@@ -59,8 +59,7 @@ def check_output_folder(folder: str | os.PathLike, owner: str) -> Path:
     """Return ``folder`` as a Path if files can be written in it, else raise a clear OSError."""
     if not isinstance(folder, (str, os.PathLike)):
         raise TypeError(
-            f"{owner}: the output folder must be a str or os.PathLike, got "
-            f"{type(folder).__name__}."
+            f"{owner}: the output folder must be a str or os.PathLike, got {type(folder).__name__}."
         )
     folder = Path(os.fspath(folder)).expanduser()
     if not folder.is_dir():

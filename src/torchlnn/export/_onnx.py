@@ -47,8 +47,10 @@ def _tidy_onnx_file(path: Path, form: str, batch_first: bool) -> None:
 
     model = onnx.load(os.fspath(path))
     x_dims = model.graph.input[0].type.tensor_type.shape.dim
-    axes = {"batch": 0} if form == "step" else (
-        {"batch": 0, "steps": 1} if batch_first else {"steps": 0, "batch": 1}
+    axes = (
+        {"batch": 0}
+        if form == "step"
+        else ({"batch": 0, "steps": 1} if batch_first else {"steps": 0, "batch": 1})
     )
     renames = {x_dims[axis].dim_param: label for label, axis in axes.items()}
     renames.pop("", None)

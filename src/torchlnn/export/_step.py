@@ -49,8 +49,9 @@ class StepProtocol(Protocol):
         ...
 
 
-def unpack_model(model: nn.Module, owner: str) -> tuple[nn.Module, MixedMemoryLSTMCell | None,
-                                                         nn.Module | None]:
+def unpack_model(
+    model: nn.Module, owner: str
+) -> tuple[nn.Module, MixedMemoryLSTMCell | None, nn.Module | None]:
     """Return ``(cell, lstm, proj)`` of a torchlnn layer, or ``(cell, None, None)`` of a cell."""
     if isinstance(model, LiquidSequence):
         return model.rnn_cell, model.lstm, model.proj
@@ -164,8 +165,8 @@ class StepModule(nn.Module):
             h = solver.step(terms, cm, h, sub_step)
         return h
 
-    def forward(self, x: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
-        """Advance one step and return ``(output, new_state)``; see the class docstring."""
+    def advance_state(self, x: Tensor, state: Tensor, dt: Tensor) -> Tensor:
+        """Return the state after one step, (B, S); the first half of ``forward``."""
         if self.encoder is not None:
             x = self.encoder(x)  # (B, ...) -> (B, I)
 
@@ -175,12 +176,21 @@ class StepModule(nn.Module):
             h, c = self.lstm.advance(self.lstm.prepare_inputs(x), h, c)
         h = self._advance(self.cell.prepare_inputs(x), h, dt)
 
-        output = self.cell.readout(h)  # (B, M)
-        if self.proj is not None:
-            output = self.proj(output)  # (B, O)
         if self.lstm is not None:
-            return output, torch.cat((h, c), dim=-1)  # (B, 2N)
-        return output, h
+            return torch.cat((h, c), dim=-1)  # (B, 2N)
+        return h
+
+    def output(self, h: Tensor) -> Tensor:
+        """Return the output for neuron states ``h`` (..., N): readout, then projection."""
+        output = self.cell.readout(h)  # (..., M)
+        if self.proj is not None:
+            output = self.proj(output)  # (..., O)
+        return output
+
+    def forward(self, x: Tensor, state: Tensor, dt: Tensor) -> tuple[Tensor, Tensor]:
+        """Advance one step and return ``(output, new_state)``; see the class docstring."""
+        state = self.advance_state(x, state, dt)
+        return self.output(state[:, : self.units]), state
 
 
 class SequenceModule(nn.Module):
@@ -212,17 +222,20 @@ class SequenceModule(nn.Module):
         from torch._higher_order_ops.scan import scan
 
         time_axis = 1 if self.batch_first else 0
+        units = self.step.units
 
         def combine(carry: Tensor, inputs: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
             x_t, dt_t = inputs  # (B, ...) and (B, 1)
-            output_t, carry = self.step(x_t, carry, dt_t)
-            # scan rejects an output that aliases the carry (a CfC's readout is its state).
-            return carry, output_t.clone()
+            carry = self.step.advance_state(x_t, carry, dt_t)
+            # scan rejects a per-step output that aliases the carry, hence the copy.
+            return carry, carry[:, :units].clone()
 
-        final_state, outputs = scan(combine, state, (x, timespans), dim=time_axis)  # (B, T, O)
+        # As in the layer, the readout runs once on all states after the loop. Inside the scan
+        # body, the ncps connectivity's readout (an index list) breaks the ONNX exporter.
+        final_state, states = scan(combine, state, (x, timespans), dim=time_axis)  # (B, T, N)
         if self.return_sequences:
-            return outputs, final_state
-        return outputs.select(time_axis, -1), final_state  # (B, O)
+            return self.step.output(states), final_state  # (B, T, O)
+        return self.step.output(final_state[:, :units]), final_state  # (B, O)
 
 
 def sequence_layout(model: nn.Module) -> tuple[bool, bool]:
@@ -253,5 +266,6 @@ def check_exportable(model: nn.Module, owner: str) -> None:
 
 
 def shape_text(shape: Sequence[int | str]) -> str:
-    """Format a shape for messages: ``(B, 19)``."""
-    return "(" + ", ".join(str(size) for size in shape) + ")"
+    """Format a shape for messages as Python writes a tuple: ``(B, 19)``, ``(4,)``."""
+    sizes = [str(size) for size in shape]
+    return "(" + sizes[0] + ",)" if len(sizes) == 1 else "(" + ", ".join(sizes) + ")"

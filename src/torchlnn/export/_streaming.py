@@ -40,9 +40,7 @@ class StreamingController:
     axis is accepted, and the output then has no batch axis either.
     """
 
-    def __init__(
-        self, model: nn.Module, *, encoder: nn.Module | None = None, batch_size: int = 1
-    ):
+    def __init__(self, model: nn.Module, *, encoder: nn.Module | None = None, batch_size: int = 1):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(
                 f"StreamingController: batch_size must be an int >= 1, got {batch_size!r}."
@@ -163,6 +161,5 @@ class StreamingController:
                 )
             return torch.full((batch, 1), float(dt), device=like.device, dtype=like.dtype)
         raise TypeError(
-            f"StreamingController.step: dt must be a number or a tensor, got "
-            f"{type(dt).__name__}."
+            f"StreamingController.step: dt must be a number or a tensor, got {type(dt).__name__}."
         )

@@ -35,13 +35,14 @@ def _quiet_onnx_logging() -> Iterator[None]:
 
 
 def _tidy_onnx_file(path: Path, form: str, batch_first: bool) -> None:
-    """Name the symbolic axes "batch" and "steps" and drop initializers no node reads.
+    """Name the symbolic axes "batch" and "steps", drop unread initializers and debug notes.
 
     The exporter calls the axes ``s12`` and the like; the names are labels for readers and
     tools, since ONNX runtimes accept any size for a symbolic axis whatever its name. Every
     occurrence is renamed, in subgraphs too, so the shapes stay consistent. The exporter also
     leaves unused constants in the Scan body, which ONNX Runtime reports with a warning for
-    each when it loads the file.
+    each when it loads the file, and attaches to every node its Python stack trace, which
+    makes up most of the file and contains local paths.
     """
     import onnx
 
@@ -57,10 +58,12 @@ def _tidy_onnx_file(path: Path, form: str, batch_first: bool) -> None:
 
     def rename(graph: onnx.GraphProto) -> None:
         for value in (*graph.input, *graph.output, *graph.value_info):
+            del value.metadata_props[:]
             for dim in value.type.tensor_type.shape.dim:
                 if dim.dim_param in renames:
                     dim.dim_param = renames[dim.dim_param]
         for node in graph.node:
+            del node.metadata_props[:]
             for attribute in node.attribute:
                 if attribute.type == onnx.AttributeProto.GRAPH:
                     rename(attribute.g)

@@ -18,7 +18,8 @@ class StreamingController:
     Feeding the observations of a sequence one by one, each with its elapsed time, returns the
     same outputs as one call of the layer on the whole sequence with those ``timespans`` (up to
     float rounding, since the layer computes the input terms of many steps in one batched call).
-    Steps run without gradient tracking and with the model in the train or eval mode it has.
+    Steps run without gradient tracking, in the model's current mode: call ``model.eval()``
+    first when it has dropout.
 
     Example::
 
@@ -36,8 +37,8 @@ class StreamingController:
             ``StepProtocol`` model, which includes its own encoder.
         batch_size: the number of independent streams stepped together (B).
 
-    Observations are (B, ...) tensors; with ``batch_size=1`` an observation without the batch
-    axis is accepted, and the output then has no batch axis either.
+    Observations are (B, ...) tensors. Without an encoder and with ``batch_size=1``, an
+    observation of shape (I,) is accepted too, and its output then has no batch axis either.
     """
 
     def __init__(self, model: nn.Module, *, encoder: nn.Module | None = None, batch_size: int = 1):
@@ -45,20 +46,14 @@ class StreamingController:
             raise ValueError(
                 f"StreamingController: batch_size must be an int >= 1, got {batch_size!r}."
             )
-        if isinstance(model, StepProtocol) and not isinstance(model, StepModule):
+        if isinstance(model, StepProtocol):  # a StepModule, or a model with its own step
             if encoder is not None:
                 raise ValueError(
                     "StreamingController: encoder applies only to a torchlnn layer or cell; "
-                    f"{type(model).__name__} already defines its own step."
+                    f"{type(model).__name__} already defines its own step. Put the encoder "
+                    f"inside it (StepModule(layer, encoder=...))."
                 )
             self.step_module: Any = model
-        elif isinstance(model, StepModule):
-            if encoder is not None:
-                raise ValueError(
-                    "StreamingController: the StepModule already has its encoder; pass "
-                    "encoder to StepModule, not to both."
-                )
-            self.step_module = model
         else:
             self.step_module = StepModule(model, encoder)
         self.batch_size = batch_size

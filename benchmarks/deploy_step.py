@@ -8,8 +8,8 @@ with ``torchlnn.save`` (``--model``). A step's time does not depend on the weigh
 
 Before timing, every form runs the same 50 observations and must agree with eager PyTorch to
 1e-5. Each Python form is timed as the mean over ``--steps`` consecutive steps, feeding the
-state back as a control loop does, repeated ``--repeats`` times; the record keeps the median
-and the minimum. PyTorch and ONNX Runtime use one thread (``--threads``), which is how a
+state back as a control loop does. That is repeated ``--repeats`` times, and the record keeps
+the median and the minimum. PyTorch and ONNX Runtime use one thread (``--threads``), which is how a
 batch-1 controller runs best and keeps the comparison with the single-threaded C fair.
 
     python benchmarks/deploy_step.py                      # writes benchmarks/results/...
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def driver_models(seed: int) -> dict[str, torch.nn.Module]:
-    """The 19-neuron lane-keeping circuit as an LTC (fused solver) and as a wired CfC."""
+    """Return the 19-neuron lane-keeping circuit as an LTC (fused solver) and as a wired CfC."""
     torch.manual_seed(seed)
     ltc = torchlnn.LTC(32, NCP(12, 6, 1, 6, 4, 6, 6, seed=seed))
     cfc = torchlnn.CfC(32, NCP(12, 6, 1, 6, 4, 6, 6, seed=seed))

@@ -1,6 +1,6 @@
 """Train a small NCP steering policy on a toy lane-keeping task, for the deployment guide.
 
-The task stands in for the camera-based lane-keeping policy until that one is trained. Each
+The task replaces the camera-based lane-keeping policy until that one is trained. Each
 step the "camera" is one row of 32 pixels that shows a bright blob where the lane centre is,
 plus sensor noise. The lane centre drifts like a winding road. The expert's steering command
 follows the lane centre through a first-order lag with a time constant of 0.5 s, so the

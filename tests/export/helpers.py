@@ -73,7 +73,7 @@ LAYERS = {
 # memory, proj_size and both layouts, for torch.export (a few seconds per model).
 COVERING = [name for name in LAYERS if name not in ("cfc-pure-nobackbone", "cfc-wired-default")]
 
-# The part of COVERING that the ONNX tests run through torch.export and ONNX Runtime; the
+# The ONNX tests run this part of COVERING through torch.export and ONNX Runtime, and the
 # torch.export tests take the rest, so that each model is exported once.
 ONNX_SEQUENCE = ["ltc-fused-ncp", "cfc-wired-no_gate-mixed", "cfc-ncps-pure-last"]
 PROGRAM_ONLY = [name for name in COVERING if name not in ONNX_SEQUENCE]

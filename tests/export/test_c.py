@@ -18,7 +18,7 @@ from .helpers import INPUT_SIZE, LAYERS, build, driver_ncp, perturbed, small_ncp
 COMPILER = shutil.which("gcc") or shutil.which("cc")
 pytestmark = pytest.mark.skipif(COMPILER is None, reason="no C compiler (gcc or cc) on PATH")
 
-STEPS = 2000
+STEPS = 1000
 TOLERANCE = 1e-5
 WARNINGS_AS_ERRORS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow", "-Werror"]
 

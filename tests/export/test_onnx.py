@@ -74,6 +74,20 @@ def test_onnx_step_loop_matches_torch(name, tmp_path):
     np.testing.assert_allclose(state_np, expected_state.numpy(), rtol=0, atol=TOLERANCE)
 
 
+def test_onnx_sequence_with_encoder(tmp_path):
+    from .test_streaming import FrameEncoder
+
+    model, encoder = build("cfc-wired-default"), FrameEncoder().eval()
+    path = to_onnx(model, tmp_path / "policy.onnx", encoder=encoder, observation_shape=(1, 8, 8))
+    frames, timespans = torch.randn(2, 11, 1, 8, 8), torch.rand(2, 11, 1)
+    with torch.no_grad():
+        encoded = encoder(frames.flatten(0, 1)).unflatten(0, (2, 11))  # (B, T, I)
+        expected, _ = model(encoded, timespans=timespans)
+    feeds = {"x": frames.numpy(), "state": np.zeros((2, 9), np.float32)}
+    output, _ = session(path).run(None, {**feeds, "timespans": timespans.numpy()})
+    np.testing.assert_allclose(output, expected.numpy(), rtol=0, atol=TOLERANCE)
+
+
 def test_onnx_runtime_rejects_wrong_state_shape(tmp_path):
     model = build("ltc-fused-ncp")
     runtime = session(to_onnx(model, tmp_path / "step.onnx", form="step"))

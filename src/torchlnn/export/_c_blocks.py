@@ -61,6 +61,7 @@ def ltc_helpers(writer: CWriter, cell: LTCCell) -> str:
     # np.nonzero walks the mask row by row (by source, then target): each target accumulates
     # its synapses in increasing source order, as PyTorch's sum over the source axis does.
     sources, targets = np.nonzero(as_numpy(cell.sparsity_mask))
+
     lines = [
         "/* The LTC's synaptic terms at state v: num = base_num + sum_j g_j(v) E_j and",
         "   den = base_den + sum_j g_j(v), with g_j(v) = w_j sigmoid(sigma_j (v_src - mu_j)). */",
@@ -76,6 +77,7 @@ def ltc_helpers(writer: CWriter, cell: LTCCell) -> str:
         "        den[i] = 0.0f;",
         "    }",
     ]
+
     if len(sources):
         source = writer.indices("synapse_source", sources)
         target = writer.indices("synapse_target", targets)
@@ -94,6 +96,7 @@ def ltc_helpers(writer: CWriter, cell: LTCCell) -> str:
             "        }",
             "    }",
         ]
+
     lines += [
         f"    for (i = 0; i < {units}; ++i) {{",
         "        num[i] = base_num[i] + num[i];",
@@ -247,7 +250,7 @@ def closed_form_lines(
 ) -> list[str]:
     """Return the CfC closed form for ``size`` neurons, writing neuron ``j`` to ``target``.
 
-    ``heads`` holds [f_1, f_2, t_a, t_b] (4 * size values), or f_1 alone in "pure" mode.
+    ``heads`` contains [f_1, f_2, t_a, t_b] (4 * size values), or f_1 alone in "pure" mode.
     ``target`` is a C lvalue with ``j`` in it, such as ``h[j]``.
     """
     prefix = writer.prefix

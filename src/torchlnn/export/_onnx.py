@@ -37,9 +37,9 @@ def _quiet_onnx_logging() -> Iterator[None]:
 def _tidy_onnx_file(path: Path, form: str, batch_first: bool) -> None:
     """Name the symbolic axes "batch" and "steps", drop unread initializers and debug notes.
 
-    The exporter calls the axes ``s12`` and the like; the names are labels for readers and
-    tools, since ONNX runtimes accept any size for a symbolic axis whatever its name. Every
-    occurrence is renamed, in subgraphs too, so the shapes stay consistent. The exporter also
+    The exporter calls the axes ``s12`` and the like. The names are only labels for readers
+    and tools, because ONNX runtimes accept any size for a symbolic axis whatever its name.
+    Every occurrence is renamed, in subgraphs too, so the shapes stay consistent. The exporter also
     leaves unused constants in the Scan body, which ONNX Runtime reports with a warning for
     each when it loads the file, and attaches to every node its Python stack trace, which
     makes up most of the file and contains local paths.
@@ -104,8 +104,8 @@ def to_onnx(
     """Export a torchlnn layer or cell to an ONNX file, valid at every sequence length.
 
     The model goes through ``torch.export`` first (see ``to_exported_program``) and then
-    through PyTorch's ONNX exporter, so the sequence's loop becomes an ONNX ``Scan`` node and
-    the batch and time axes stay symbolic: an ONNX runtime accepts any batch size and any
+    through PyTorch's ONNX exporter, so the sequence's loop becomes an ONNX ``Scan`` node. The
+    batch and time axes stay symbolic, so an ONNX runtime accepts any batch size and any
     number of steps. These symbolic axes are named "batch" and "steps" in the file. The weights
     are stored inside the one ``.onnx`` file.
 

@@ -5,9 +5,9 @@ Every deployment form (streaming controller, TorchScript, torch.export, ONNX) ru
 nothing in it depends on the sequence length. Whole sequences repeat that step, with a scripted
 loop (TorchScript) or a ``scan`` (torch.export and ONNX).
 
-Shapes: B is the batch size, T the number of steps, I the number of input features of the
-liquid cell, N its number of neurons, S the state size (N, or 2N with mixed memory) and O the
-output size.
+Shapes: B is the batch size and T the number of steps. I is the number of input features of
+the liquid cell and N its number of neurons. S is the state size (N, or 2N with mixed memory)
+and O the output size.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ CELL_TYPES = (LTCCell, CfCCell, WiredCfCCell)
 
 @runtime_checkable
 class StepProtocol(Protocol):
-    """What ``StreamingController`` needs from a model: one step with an explicit state.
+    """The interface ``StreamingController`` needs from a model: one step, explicit state.
 
     A lane-keeping policy with a per-frame encoder fits either as ``StepModule(layer,
     encoder=conv_head)`` or as any module with these members.
@@ -90,7 +90,7 @@ class StepModule(nn.Module):
         model: a ``torchlnn.LTC`` or ``torchlnn.CfC`` layer, or an ``LTCCell``, ``CfCCell`` or
             ``WiredCfCCell``. The step shares its parameters (no copy).
         encoder: an optional module applied to each observation before the liquid cell, such
-            as a convolutional head on camera frames; it maps (B, ...) to (B, I).
+            as a convolutional head on camera frames. It maps (B, ...) to (B, I).
 
     Shapes:
         * x: (B, I), or (B, ...) observations with an encoder
@@ -201,9 +201,9 @@ class SequenceModule(nn.Module):
     ``batch_first=True``, (T, B, ...) otherwise; ``timespans`` is (B, T, 1) or (T, B, 1);
     ``output`` is (B, T, O) (time-major without ``batch_first``) with ``return_sequences``,
     else (B, O). The loop is ``torch._higher_order_ops.scan`` (a prototype API of PyTorch
-    2.13), which ``torch.export`` keeps as one node with a symbolic number of steps and the
-    ONNX exporter turns into an ONNX ``Scan``; a Python loop would be unrolled to the example's
-    length instead.
+    2.13). ``torch.export`` keeps it as one node with a symbolic number of steps, and the ONNX
+    exporter turns it into an ONNX ``Scan``. A Python loop would instead be unrolled to the
+    example's length.
 
     Args:
         step: the step to repeat.

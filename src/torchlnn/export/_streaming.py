@@ -16,8 +16,9 @@ class StreamingController:
     """Runs a torchlnn model one observation at a time, keeping its state between calls.
 
     Feeding the observations of a sequence one by one, each with its elapsed time, returns the
-    same outputs as one call of the layer on the whole sequence with those ``timespans`` (up to
-    float rounding, since the layer computes the input terms of many steps in one batched call).
+    same outputs as one call of the layer on the whole sequence with those ``timespans``. They
+    agree to float32 rounding, because the layer computes the input terms of many steps in one
+    batched call.
     Steps run without gradient tracking, in the model's current mode: call ``model.eval()``
     first when it has dropout.
 
@@ -114,7 +115,7 @@ class StreamingController:
         """Return the observation as (B, ...) and whether it came without the batch axis."""
         step = self.step_module
         plain = isinstance(step, StepModule) and step.encoder is None
-        # Only a model without an encoder knows its observation rank (1: a feature vector).
+        # The observation rank is known only without an encoder (1: a feature vector).
         unbatched = plain and observation.dim() == 1
         x = observation.unsqueeze(0) if unbatched else observation  # (I,) -> (1, I)
         if plain and (x.dim() != 2 or x.shape[-1] != step.input_size):

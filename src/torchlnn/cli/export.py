@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             written = export.to_c(model, args.output, args.name)
             print(f"wrote {written.source} and {written.header}")
             print(
-                f"  {written.input_size} inputs, {written.output_size} outputs, state of "
+                f"  input size {written.input_size}, output size {written.output_size}, state of "
                 f"{written.state_size} floats ({written.state_bytes} bytes of RAM between "
                 f"steps), {written.const_bytes} bytes of constant weights and indices"
             )

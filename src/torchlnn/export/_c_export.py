@@ -59,10 +59,10 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _largest_index(cell: nn.Module, input_size: int) -> int:
-    """Return an upper bound of every index and count the generated arrays hold."""
-    largest = max(input_size, cell.state_size) + 1
-    for parameter in cell.parameters():
+def _largest_index(model: nn.Module, input_size: int, units: int) -> int:
+    """Return an upper bound of every index and count that the generated arrays contain."""
+    largest = max(input_size, units) + 1
+    for parameter in model.parameters():
         largest = max(largest, parameter.numel() + 1)
     return largest
 
@@ -112,7 +112,7 @@ def to_c(model: nn.Module, folder: str | os.PathLike, name: str = "lnn") -> CExp
     units = cell.state_size
     state_size = units * (2 if lstm is not None else 1)
     output_size = proj.out_features if proj is not None else cell.motor_size
-    writer = CWriter(name, index_type_for(_largest_index(model, input_size)))
+    writer = CWriter(name, index_type_for(_largest_index(model, input_size, units)))
 
     # Statements of the step, in the order the layer runs them.
     body: list[str] = []

@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "torchlnn.cli.driving",
     "torchlnn.cli.plot",
+    "torchlnn.cli.export",
 ]
 
 

@@ -29,6 +29,7 @@ from .attention import (
     smoothgrad,
     visual_backprop,
 )
+from .parameters import count_parameters
 from .sensitivity import (
     LipschitzBound,
     LipschitzEstimate,
@@ -41,6 +42,7 @@ from .time_constants import time_constants
 from .wiring_graph import WiringGraph, wiring_graph
 
 __all__ = [
+    "count_parameters",
     "Activity",
     "PCAResult",
     "record_activity",

@@ -13,6 +13,7 @@ import sys
 
 # Modules that register sub-commands, in the order they appear in ``torchlnn --help``.
 COMMAND_MODULES = [
+    "torchlnn.cli.lane_keeping",
     "torchlnn.cli.driving",
     "torchlnn.cli.plot",
     "torchlnn.cli.export",

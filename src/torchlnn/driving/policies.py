@@ -51,12 +51,22 @@ def _conv_output_size(size: int, kernel: int, stride: int) -> int:
     return (size - kernel) // stride + 1
 
 
+class Rescale(nn.Module):
+    """Map pixel values from [0, 1] to [-1, 1]: ``2 x - 1``."""
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return frames * 2.0 - 1.0
+
+
 class ConvHead(nn.Module):
     """The NCP paper's perception: five conv layers, then one small dense layer per feature map.
 
     Conv layers of 24, 36, 48, 64 and 8 filters (kernels 5, 5, 3, 3, 3; strides 2, 2, 2, 1, 1;
     no padding; ReLU), then each of the 8 final feature maps is flattened into its own dense
     layer of 4 units: 8 x 4 = 32 features per frame. At 78 x 200 the final maps are 4 x 19.
+    A layer normalisation of the 32 features (with a learned scale and offset) brings them to
+    order one, where the liquid neurons' synapse activations are sensitive: without it, their
+    typical size of 0.05 at initialisation leaves the LTC's sigmoids almost constant.
 
     Args:
         frame_size: (H, W) of the frames; fixes the dense layers' sizes, checked at
@@ -67,7 +77,8 @@ class ConvHead(nn.Module):
             ``channels[-1] * units_per_map`` differs, so a mismatch with the controller's
             sensory inputs shows at once.
 
-    Shapes: frames (..., 3, H, W) -> features (..., features).
+    Shapes: frames (..., 3, H, W) -> features (..., features). ``convs`` is the convolutional
+    part (rescaling included), the module to pass to ``torchlnn.analysis.visual_backprop``.
     """
 
     def __init__(
@@ -94,7 +105,7 @@ class ConvHead(nn.Module):
         height, width = (int(frame_size[0]), int(frame_size[1]))
         self.frame_size = (height, width)
 
-        layers: list[nn.Module] = []
+        layers: list[nn.Module] = [Rescale()]
         in_channels = 3
         for out_channels, kernel, stride in zip(channels, kernels, strides):
             layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.ReLU()]
@@ -119,6 +130,7 @@ class ConvHead(nn.Module):
         self.map_bias = nn.Parameter(torch.empty(self.maps, units_per_map))
         nn.init.uniform_(self.map_weight, -bound, bound)
         nn.init.uniform_(self.map_bias, -bound, bound)
+        self.norm = nn.LayerNorm(features)
 
     def check_frames(self, frames: Tensor) -> None:
         """Raise ValueError unless ``frames`` has shape (..., 3, H, W) with this head's H, W."""
@@ -133,10 +145,11 @@ class ConvHead(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         leading = frames.shape[:-3]
         images = frames.reshape(-1, *frames.shape[-3:])  # (..., 3, H, W) -> (P, 3, H, W)
-        maps = self.convs(images * 2.0 - 1.0)  # (P, M, h, w)
+        maps = self.convs(images)  # (P, M, h, w)
         maps = maps.flatten(2)  # (P, M, h * w)
         features = torch.einsum("pma,mau->pmu", maps, self.map_weight) + self.map_bias
-        return features.reshape(*leading, self.out_features)  # (P, M, U) -> (..., M * U)
+        features = features.reshape(*leading, self.out_features)  # (P, M, U) -> (..., M * U)
+        return self.norm(features)
 
 
 class ContinuousTimeRNN(nn.Module):

@@ -1,0 +1,71 @@
+"""``torchlnn lane-keeping``: the lane-keeping system end to end (see driving.lane_keeping)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _models(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _numbers(kind):
+    def parse(text: str) -> tuple:
+        return tuple(kind(part) for part in text.split(",") if part.strip())
+
+    return parse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "lane-keeping",
+        help="train a car to keep its lane from camera pixels with 19 liquid neurons",
+        description=(
+            "Collect expert driving data, train the NCP policy and baselines, drive them in "
+            "closed loop with and without pixel noise, inspect them, and write "
+            "runs/lane-keeping/<timestamp>/report.md and report.html. Running the same command "
+            "again resumes an interrupted run."
+        ),
+    )
+    parser.add_argument("--preset", choices=("quick", "full"), default="quick",
+                        help="quick: about 20 minutes on 2 CPU cores (default); full: the "
+                             "paper-scale version, hours")
+    parser.add_argument("--env", choices=("sim", "carracing"), default=None,
+                        help="environment: the front-camera simulator (default) or CarRacing")
+    parser.add_argument("--models", type=_models, default=None,
+                        help="comma-separated policy kinds (ncp-ltc, ncp-cfc, cfc, lstm, ctrnn, "
+                             "cnn); default from the preset")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the whole run")
+    parser.add_argument("--episodes", type=int, default=None, help="expert episodes to collect")
+    parser.add_argument("--episode-steps", type=int, default=None, help="frames per episode")
+    parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    parser.add_argument("--eval-seeds", type=_numbers(int), default=None,
+                        help="comma-separated road seeds of the closed-loop evaluation")
+    parser.add_argument("--eval-distance", type=float, default=None,
+                        help="metres driven per evaluation seed")
+    parser.add_argument("--noise-variances", type=_numbers(float), default=None,
+                        help="comma-separated pixel-noise variances on images in [0, 1]")
+    parser.add_argument("--devices", default=None,
+                        help="Lightning devices per node; more than one trains with DDP")
+    parser.add_argument("--num-nodes", type=int, default=None, help="nodes for multi-node DDP")
+    parser.add_argument("--runs-root", default=None, help="folder of the run folders (runs)")
+    parser.add_argument("--run-dir", default=None, help="work in this run folder")
+    parser.add_argument("--resume", choices=("auto", "never"), default="auto",
+                        help="auto: continue the latest unfinished run with the same settings")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from torchlnn.driving.lane_keeping import preset_config, run_lane_keeping
+
+    fields = ("env", "models", "seed", "episodes", "episode_steps", "epochs", "eval_seeds",
+              "eval_distance", "noise_variances", "devices", "num_nodes", "runs_root",
+              "threads")
+    overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    if args.no_progress:
+        overrides["progress"] = False
+    config = preset_config(args.preset, **overrides)
+    run_lane_keeping(config, resume=args.resume, run_dir=args.run_dir)
+    return 0

@@ -1,0 +1,462 @@
+"""The lane-keeping system end to end: collect, train, drive in closed loop, inspect, report.
+
+``run_lane_keeping(config)`` (the ``torchlnn lane-keeping`` command) does five stages in one
+run folder ``<runs_root>/lane-keeping/<timestamp>/``:
+
+1. **collect**: expert episodes, half of them starting off the lane centre (recovery data),
+   with steering noise so that every episode shows corrections. Stored under
+   ``<runs_root>/lane-keeping/data/<env>-<hash>/`` and shared by every run with the same
+   collection settings.
+2. **train**: each policy of ``config.models`` (see ``torchlnn.driving.policies``) on windows
+   of 16 frames, with the same data, budget and seed (``torchlnn.driving.learning``).
+3. **evaluate**: every policy and the expert drive ``eval_distance`` metres on each of the
+   fixed ``eval_seeds``, with clean frames and with Gaussian pixel noise of each variance in
+   ``noise_variances`` (``torchlnn.driving.evaluation``).
+4. **analyse**: attention maps (VisualBackProp) with their SSIM robustness under noise, the
+   share of neuron activity on the first principal component, neuron traces against the
+   steering, and the trained NCP's wiring diagram (``torchlnn.analysis``,
+   ``torchlnn.plotting``).
+5. **report**: ``report.md`` and ``report.html`` (``torchlnn.driving.report``).
+
+Each stage stores its results in the run folder, and an interrupted run started again with
+the same settings (``resume="auto"``) continues where it stopped: finished stages and models
+are skipped, and an interrupted training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from torchlnn.driving.policies import POLICY_KINDS
+
+RUN_FILE = "lane_keeping.json"
+REPORT_FILE = "report.md"
+
+# Marks a field that does not change the results (where to write, how to display).
+NOT_IN_HASH = {"in_hash": False}
+
+
+@dataclass
+class LaneKeepingConfig:
+    """Settings of a lane-keeping run. ``PRESETS`` holds the named sets of values."""
+
+    # Preset the other values came from: "quick" (the default, about 20 minutes on 2 CPU
+    # cores) or "full" (the paper-scale version).
+    preset: Literal["quick", "full"] = "quick"
+    # Environment: "sim" (the front-camera simulator) or "carracing" (Gymnasium's CarRacing).
+    env: Literal["sim", "carracing"] = "sim"
+    # Seed of the data, the weights, the training order and the augmentation.
+    seed: int = 0
+
+    # Expert episodes to collect.
+    episodes: int = 16
+    # Frames per episode (30 frames per second).
+    episode_steps: int = 300
+    # Share of episodes that start off the lane centre.
+    recovery_fraction: float = 0.5
+    # Standard deviation of the steering noise added while collecting, 1/m (labels stay clean).
+    steer_noise: float = 0.005
+    # Shares of the episodes held out for validation and for the offline test.
+    valid_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    # Policies to train, from torchlnn.driving.policies.POLICY_KINDS.
+    models: tuple[str, ...] = ("ncp-ltc", "cnn", "lstm")
+    # Frames per training window, and frames between the starts of two training windows.
+    window: int = 16
+    stride: int = 8
+    # Training epochs (at most: early stopping may end sooner) and windows per batch.
+    epochs: int = 8
+    batch_size: int = 16
+    # Adam learning rate and the maximum global gradient norm.
+    lr: float = 1e-3
+    grad_clip: float = 1.0
+    # Epochs without a better validation loss before training stops.
+    patience: int = 3
+    # Curve weighting of the loss, in metres: a frame of curvature k weighs exp(alpha * |k|).
+    alpha: float = 100.0
+    # Probabilities of a random shadow and of a lighting change per training window.
+    shadow_probability: float = 0.5
+    lighting_probability: float = 0.5
+    # Lightning devices and nodes; more than one process trains with DDP.
+    devices: str = "1"
+    num_nodes: int = 1
+
+    # Road seeds and distance per seed of the closed-loop evaluation, and the pixel-noise
+    # variances tested on images in [0, 1].
+    eval_seeds: tuple[int, ...] = (1000, 1001)
+    eval_distance: float = 400.0
+    noise_variances: tuple[float, ...] = (0.1, 0.2, 0.3)
+    # Test frames used for attention maps and their robustness.
+    attention_frames: int = 24
+
+    # Where run folders go.
+    runs_root: str = field(default="runs", metadata=NOT_IN_HASH)
+    # Show progress bars.
+    progress: bool = field(default=True, metadata=NOT_IN_HASH)
+    # torch threads of this process; None keeps PyTorch's default.
+    threads: int | None = field(default=None, metadata=NOT_IN_HASH)
+
+    def __post_init__(self) -> None:
+        unknown = [kind for kind in self.models if kind not in POLICY_KINDS]
+        if unknown:
+            raise ValueError(
+                f"Unknown policy kinds {unknown}; choose from {list(POLICY_KINDS)}."
+            )
+        if not self.models:
+            raise ValueError("models must name at least one policy kind.")
+        if self.episodes < 3:
+            raise ValueError(
+                f"episodes must be at least 3 (training, validation and test), got "
+                f"{self.episodes}."
+            )
+        if any(not 0 < v for v in self.noise_variances):
+            raise ValueError(f"noise_variances must be positive, got {self.noise_variances}.")
+        self.models = tuple(self.models)
+        self.eval_seeds = tuple(int(s) for s in self.eval_seeds)
+        self.noise_variances = tuple(float(v) for v in self.noise_variances)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "full": {
+        "episodes": 64,
+        "episode_steps": 600,
+        "models": POLICY_KINDS,
+        "stride": 4,
+        "epochs": 30,
+        "patience": 5,
+        "eval_seeds": (1000, 1001, 1002, 1003, 1004),
+        "eval_distance": 1000.0,
+        "attention_frames": 64,
+    },
+}
+
+
+def preset_config(preset: str = "quick", **overrides: Any) -> LaneKeepingConfig:
+    """Return the config of a preset with ``overrides`` applied on top."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose from {sorted(PRESETS)}.")
+    values = {**PRESETS[preset], **overrides, "preset": preset}
+    return LaneKeepingConfig(**values)
+
+
+def config_fingerprint(config: LaneKeepingConfig) -> str:
+    """Return a short hash of the settings that change the results."""
+    from torchlnn.training.config import config_hash
+
+    return config_hash(config)
+
+
+# ---------------------------------------------------------------------------- run folders
+
+
+def find_unfinished_run(root: Path, fingerprint: str) -> Path | None:
+    """Return the newest run folder under ``root`` with this fingerprint and no report."""
+    if not root.is_dir():
+        return None
+    candidates = []
+    for folder in root.iterdir():
+        record = folder / RUN_FILE
+        if not record.is_file() or (folder / REPORT_FILE).exists():
+            continue
+        if json.loads(record.read_text()).get("fingerprint") == fingerprint:
+            candidates.append(folder)
+    return max(candidates, key=lambda folder: folder.name) if candidates else None
+
+
+def _write_json(path: Path, value: Any) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=_json_default))
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot store {type(value).__name__} in JSON")
+
+
+class Run:
+    """A run folder and its record of finished stages (``lane_keeping.json``)."""
+
+    def __init__(self, folder: Path, config: LaneKeepingConfig, fingerprint: str):
+        self.folder = folder
+        self.config = config
+        self.record_path = folder / RUN_FILE
+        if self.record_path.exists():
+            self.record = json.loads(self.record_path.read_text())
+        else:
+            from torchlnn import __version__
+
+            self.record = {
+                "fingerprint": fingerprint,
+                "config": dataclasses.asdict(config),
+                "torchlnn_version": __version__,
+                "torch_version": torch.__version__,
+                "started": datetime.datetime.now().isoformat(timespec="seconds"),
+                "stages": {},
+                "timings": {},
+            }
+        self.record.setdefault("attempts", []).append(
+            datetime.datetime.now().isoformat(timespec="seconds")
+        )
+        self.save()
+
+    def save(self) -> None:
+        _write_json(self.record_path, self.record)
+
+    def done(self, stage: str) -> Any:
+        return self.record["stages"].get(stage)
+
+    def finish(self, stage: str, value: Any, seconds: float) -> None:
+        self.record["stages"][stage] = value
+        self.record["timings"][stage] = round(seconds, 1)
+        self.save()
+
+
+def open_run(config: LaneKeepingConfig, resume: str = "auto", run_dir: str | None = None) -> Run:
+    """Return the run to work in: ``run_dir``, an unfinished one to resume, or a new one."""
+    fingerprint = config_fingerprint(config)
+    root = Path(config.runs_root) / "lane-keeping"
+    if run_dir is not None:
+        folder = Path(run_dir)
+    else:
+        folder = find_unfinished_run(root, fingerprint) if resume == "auto" else None
+        if folder is None:
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            folder = root / stamp
+            suffix = 1
+            while folder.exists():
+                folder = root / f"{stamp}-{suffix}"
+                suffix += 1
+    folder.mkdir(parents=True, exist_ok=True)
+    return Run(folder, config, fingerprint)
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def collect_stage(run: Run) -> dict[str, Any]:
+    """Collect (or reuse) the expert data and return its folder and the episode split."""
+    from torchlnn.driving.collect import CollectionConfig, collect
+    from torchlnn.driving.learning import split_episode_indices
+
+    config = run.config
+    collection = CollectionConfig(
+        env=config.env,
+        episodes=config.episodes,
+        steps=config.episode_steps,
+        seed=config.seed,
+        recovery_fraction=config.recovery_fraction,
+        steer_noise=config.steer_noise,
+    )
+    identity = json.dumps(collection.identity(), sort_keys=True, default=str)
+    import hashlib
+
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    data_dir = Path(config.runs_root) / "lane-keeping" / "data" / f"{config.env}-{digest}"
+    manifest = collect(data_dir, collection, progress=config.progress)
+
+    indices = [entry["index"] for entry in manifest["episodes"]]
+    split = split_episode_indices(indices, config.valid_fraction, config.test_fraction,
+                                  config.seed)
+    frames = sum(entry["frames"] for entry in manifest["episodes"])
+    first = manifest["episodes"][0]
+    with np.load(data_dir / first["file"]) as shard:
+        height, width = shard["frames"].shape[1:3]
+    return {
+        "data_dir": str(data_dir),
+        "frames": int(frames),
+        "frame_size": [int(height), int(width)],
+        "split": dataclasses.asdict(split),
+    }
+
+
+def label_scale(data: dict[str, Any]) -> float:
+    """Return the standard deviation of the training labels (1/m), at least 1e-4."""
+    from torchlnn.driving.dataset import DrivingWindows
+
+    windows = DrivingWindows(
+        data["data_dir"], window=1, episodes=data["split"]["train"], preload=False
+    )
+    return max(float(windows.label_statistics()["std"]), 1e-4)
+
+
+def train_stage(run: Run, data: dict[str, Any]) -> dict[str, Any]:
+    """Train every policy that has no result yet; return their results by kind."""
+    from torchlnn.driving.learning import Augmentation, EpisodeSplit, train_policy
+
+    config = run.config
+    results = dict(run.done("train") or {})
+    scale = label_scale(data)
+    split = EpisodeSplit(**data["split"])
+    augmentation = Augmentation(config.shadow_probability, config.lighting_probability)
+    processes = _device_count(config.devices) * config.num_nodes
+    options = {
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "grad_clip": config.grad_clip,
+        "early_stopping_patience": config.patience,
+        "devices": config.devices,
+        "num_nodes": config.num_nodes,
+        "strategy": "ddp" if processes > 1 else "auto",
+        "progress_bar": config.progress,
+        "threads": config.threads,
+    }
+    for kind in config.models:
+        if kind in results:
+            continue
+        started = time.perf_counter()
+        model_dir = run.folder / "models" / kind
+        policy, result = train_policy(
+            kind,
+            Path(data["data_dir"]),
+            split,
+            model_dir,
+            frame_size=tuple(data["frame_size"]),
+            label_scale=scale,
+            window=config.window,
+            stride=config.stride,
+            alpha=config.alpha,
+            augmentation=augmentation,
+            train_options=options,
+        )
+        torch.save(
+            {"kind": kind, "config": policy.config, "state_dict": policy.state_dict()},
+            model_dir / "policy.pt",
+        )
+        results[kind] = {
+            "policy_file": str(model_dir / "policy.pt"),
+            "test_mse": result.test_metrics.get("test_squared_error"),
+            "best_epoch": result.best_epoch,
+            "epochs": result.epochs_completed,
+            "epoch_seconds": result.mean_epoch_seconds,
+            "train_seconds": round(time.perf_counter() - started, 1),
+            "parameters": policy.parameter_counts(),
+            "label_scale": scale,
+        }
+        run.record["stages"]["train"] = results
+        run.save()
+    return results
+
+
+def _device_count(devices: str) -> int:
+    text = str(devices).strip()
+    if text.isdigit():
+        return int(text)
+    return len([part for part in text.split(",") if part.strip()])
+
+
+def load_policy(path: str):
+    """Load a policy saved by the train stage."""
+    from torchlnn.driving.policies import DrivingPolicy
+
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    options = dict(saved["config"])
+    kind = options.pop("kind")
+    options["frame_size"] = tuple(options["frame_size"])
+    policy = DrivingPolicy(kind, **options)
+    policy.load_state_dict(saved["state_dict"])
+    return policy.eval()
+
+
+def evaluate_stage(run: Run, trained: dict[str, Any]) -> dict[str, Any]:
+    """Drive every policy and the expert on the fixed seeds, clean and with noise."""
+    from torchlnn.driving.evaluation import evaluate
+    from torchlnn.driving.expert import PurePursuitExpert
+    from torchlnn.driving.policies import PolicyDriver
+
+    config = run.config
+    results = dict(run.done("evaluate") or {})
+    folder = run.folder / "evaluation"
+    folder.mkdir(exist_ok=True)
+    conditions = [("clean", [])] + [
+        (f"noise {variance:g}", [f"noise:{variance:g}"]) for variance in config.noise_variances
+    ]
+    drivers = {"expert": lambda: PurePursuitExpert()}
+    for kind, entry in trained.items():
+        drivers[kind] = lambda path=entry["policy_file"]: PolicyDriver(load_policy(path))
+
+    for name, make in drivers.items():
+        for condition, perturbations in conditions:
+            key = f"{name} | {condition}"
+            if key in results:
+                continue
+            outcome = evaluate(
+                make(),
+                env=config.env,
+                seeds=config.eval_seeds,
+                distance=config.eval_distance,
+                perturbations=perturbations,
+                name=name,
+                keep_traces=condition == "clean",
+                progress=config.progress,
+            )
+            stem = f"{name}-{condition.replace(' ', '-')}"
+            outcome.save(folder, stem=stem, plot=condition == "clean")
+            results[key] = {
+                "policy": name,
+                "condition": condition,
+                "summary": outcome.summary,
+                "plot": str(folder / f"{stem}.png") if condition == "clean" else None,
+            }
+            run.record["stages"]["evaluate"] = results
+            run.save()
+    return results
+
+
+def analyse_stage(run: Run, data: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """Compute attention robustness, activity PCA, neuron traces and wiring diagrams."""
+    from torchlnn.driving.analysis import analyse_policies
+
+    return analyse_policies(run.folder / "figures", run.config, data, trained)
+
+
+def run_lane_keeping(
+    config: LaneKeepingConfig | None = None, resume: str = "auto", run_dir: str | None = None
+) -> Path:
+    """Run (or resume) every stage and return the run folder, which holds ``report.md``."""
+    from torchlnn.driving.report import write_report
+
+    config = config or LaneKeepingConfig()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    run = open_run(config, resume, run_dir)
+    stages = (
+        ("collect", lambda: collect_stage(run)),
+        ("train", lambda: train_stage(run, run.done("collect"))),
+        ("evaluate", lambda: evaluate_stage(run, run.done("train"))),
+        ("analyse", lambda: analyse_stage(run, run.done("collect"), run.done("train"))),
+    )
+    for name, stage in stages:
+        finished = run.record.get("finished_stages", [])
+        if name in finished:
+            continue
+        started = time.perf_counter()
+        print(f"[lane-keeping] {name} ...", flush=True)
+        value = stage()
+        run.finish(name, value, time.perf_counter() - started)
+        run.record.setdefault("finished_stages", []).append(name)
+        run.save()
+    run.record["wall_seconds"] = round(sum(run.record["timings"].values()), 1)
+    run.save()
+    write_report(run.folder, run.record)
+    print(f"[lane-keeping] report: {run.folder / REPORT_FILE}", flush=True)
+    return run.folder

@@ -14,6 +14,7 @@ import sys
 # Modules that register sub-commands, in the order they appear in ``torchlnn --help``.
 COMMAND_MODULES = [
     "torchlnn.cli.driving",
+    "torchlnn.cli.experiment",
 ]
 
 

@@ -31,6 +31,7 @@ from torchlnn.training import (
 )
 from torchlnn.training.config import config_to_dict
 from torchlnn.training.models import MODEL_NAMES
+from torchlnn.training.run import is_main_process
 
 
 def get_spec(name: str) -> ExperimentSpec:
@@ -123,7 +124,8 @@ def run_experiment(
         results.append(train_and_test(config, lambda config=config: build_run(spec, config)))
 
     row = summarise(spec, configs, results, note, command)
-    write_row(spec, model, row, results_dir)
+    if is_main_process():
+        write_row(spec, model, row, results_dir)
     return row
 
 

@@ -36,6 +36,9 @@ class ExperimentConfig(TrainConfig):
     max_samples: int | None = None
     # Read-out size: None for the data's output size (1 turns a two-class task into one logit).
     output_size: int | None = None
+    # One thread: these small models gain nothing from intra-op threads, and on a shared
+    # 2-core machine two threads made a CfC epoch about 70 times slower than one.
+    threads: int | None = field(default=1, metadata={"in_hash": False})
 
 
 @dataclass

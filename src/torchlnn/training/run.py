@@ -240,7 +240,7 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def _is_main_process() -> bool:
+def is_main_process() -> bool:
     """Whether this process is global rank 0, judged from the launcher's environment."""
     for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
         if os.environ.get(variable, "0") != "0":
@@ -324,7 +324,7 @@ def resolve_run_dir(config: TrainConfig, timeout: float = 600.0) -> tuple[Path, 
         run_dir.mkdir(parents=True, exist_ok=True)
         return run_dir, None
 
-    if not _is_main_process():
+    if not is_main_process():
         deadline = time.monotonic() + timeout
         while not pointer.exists():
             if time.monotonic() > deadline:
@@ -472,7 +472,7 @@ def train_and_test(
 
     last = run_dir / "checkpoints" / "last.ckpt"
     resume_from = last if last.exists() else None
-    attempt = _record_attempt(run_dir, config, resume_from) if _is_main_process() else 0
+    attempt = _record_attempt(run_dir, config, resume_from) if is_main_process() else 0
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     module, datamodule = build()

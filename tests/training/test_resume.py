@@ -17,6 +17,7 @@ from tests.training.helpers import (
     result,
     run_folder,
 )
+from torchlnn.experiments import run_experiment
 
 OPTIONS = ("--model", "ltc", "--epochs", "6", "--batch-size", "8", "--threads", "1")
 
@@ -88,24 +89,18 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_finished_run_is_reused(tmp_path):
-    options = ("--model", "gru", "--epochs", "1", "--batch-size", "16")
-    first = subprocess.run(
-        experiment_command(tmp_path, *options),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
+    overrides = {
+        "units": 4,
+        "epochs": 1,
+        "max_samples": 16,
+        "batch_size": 16,
+        "progress_bar": False,
+        "runs_root": str(tmp_path / "runs"),
+    }
+    first = run_experiment("halfcheetah", "gru", [0], overrides, results_dir=tmp_path / "results")
     before = result(tmp_path)
-    second = subprocess.run(
-        experiment_command(tmp_path, *options),
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
+    second = run_experiment("halfcheetah", "gru", [0], overrides, results_dir=tmp_path / "results")
     assert result(tmp_path) == before
+    assert second["values"] == first["values"]
     record = json.loads((run_folder(tmp_path) / "run.json").read_text())
     assert len(record["attempts"]) == 1

@@ -6,7 +6,7 @@
     python experiments/run_table.py --docs      # rebuild docs/results/experiments.md
 
 Seeds are run one at a time and the table is rewritten after each, so an interrupted table
-keeps its finished seeds; rerunning the same command resumes the unfinished run from its last
+keeps its finished seeds. Rerunning the same command resumes the unfinished run from its last
 checkpoint and skips finished ones. Config fields can be overridden as in
 ``torchlnn experiment`` (for example ``--epochs 20``).
 """

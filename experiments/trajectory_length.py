@@ -232,7 +232,7 @@ def plot(record: dict, path: Path) -> None:
 
 
 def section(record: dict, image: str) -> str:
-    """A Markdown section with the table of last-layer lengths and the plot."""
+    """Render a Markdown section with the table of last-layer lengths and the plot."""
     settings = record["settings"]
     lines = [
         "## Trajectory length (LTC paper expressivity analysis)",

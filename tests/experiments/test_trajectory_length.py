@@ -59,7 +59,8 @@ def test_tiny_sweep_writes_results(script, tmp_path, no_network):
         layers = record["results"][f"{model}/w4/s2"]["layers"]
         assert len(layers) == 2
         for layer in layers:
-            assert math.isfinite(layer["length"]) and layer["length"] > 0
+            assert math.isfinite(layer["length"])
+            assert layer["length"] > 0
             assert layer["pca_length"] <= layer["length"] + 1e-9
     assert (tmp_path / "trajectory_length.png").stat().st_size > 1000
     assert "| 2 | 4 |" in (tmp_path / "trajectory_length.section.md").read_text()

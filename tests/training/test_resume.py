@@ -23,7 +23,7 @@ OPTIONS = ("--model", "ltc", "--epochs", "6", "--batch-size", "8", "--threads", 
 
 
 def wait_for_epoch(root, epoch: int, process: subprocess.Popen, timeout: float = 120.0) -> int:
-    """Wait until last.ckpt holds at least ``epoch``; return the epoch it holds."""
+    """Wait until last.ckpt contains ``epoch`` or later; return its epoch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, "the run ended before it could be interrupted"

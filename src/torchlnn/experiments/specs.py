@@ -1,8 +1,9 @@
 """The papers' experiments: data, models, hyperparameters and the numbers the papers report.
 
-Each ``ExperimentSpec`` says how to train every model of ``torchlnn.training.MODEL_NAMES`` on
-one task, following the protocol of the paper it reproduces, and which test metric the
-result tables compare.
+Each ``ExperimentSpec`` gives the settings to train every model of
+``torchlnn.training.MODEL_NAMES`` on one task with the protocol of the LTC paper (Hasani et
+al., AAAI 2021) or the CfC paper (Hasani et al., Nature Machine Intelligence 2022), and the
+test metric its result table compares.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class ExperimentConfig(TrainConfig):
     model_options: str = "{}"
     # JSON object of keyword arguments for the data loader.
     loader_options: str = "{}"
-    # Factor applied to the data's timespans before the model sees them.
+    # Factor applied to the data's timespans before they reach the model.
     timespan_scale: float = 1.0
     # Append the timespan to the inputs as a feature (for models that take no elapsed time).
     timespans_as_feature: bool = False
@@ -132,10 +133,11 @@ HALFCHEETAH = ExperimentSpec(
     ),
 )
 
-# The CfC paper's XOR settings, from raminmh/CfC tests/train_xor.py (read, not copied):
-# RMSprop (Adam for the pure CfC and LTC), batch 128 (256), learning rate decayed by a factor
-# per epoch, gradient-norm clipping, small weight decay, 200 epochs, one logit with binary
-# cross-entropy, elapsed times divided by the pad size 32.
+# The CfC paper's XOR settings come from raminmh/CfC, tests/train_xor.py (read, not copied).
+# That script uses RMSprop with batch 128 (Adam with batch 256 for the pure CfC and LTC), a
+# learning rate decayed by a factor per epoch, gradient-norm clipping and a small weight
+# decay. It trains 200 epochs with one logit and binary cross-entropy, and divides the
+# elapsed times by the pad size 32.
 XOR_EVENT = ExperimentSpec(
     name="xor",
     title="Event-based bit-stream XOR (CfC paper)",

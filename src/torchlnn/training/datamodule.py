@@ -5,7 +5,7 @@ Its order in epoch ``e`` is ``torch.randperm(N)`` drawn from a generator seeded 
 ``seed + e``, and process ``r`` of ``W`` takes positions ``r, r + W, r + 2W, ...``. Two
 consequences:
 
-- a resumed run sees the same batches as an uninterrupted one, because the order depends only
+- a resumed run gets the same batches as an uninterrupted one, because the order depends only
   on the seed and the epoch (Lightning calls ``set_epoch`` every epoch);
 - batch ``i`` of a single-process run with batch size ``W * b`` holds exactly the samples of
   the ``W`` batches ``i`` of a ``W``-process DDP run with batch size ``b``, when ``N`` is a
@@ -154,7 +154,7 @@ class SequenceDataModule(SplitsDataModule):
         return self.splits
 
     def prepared_splits(self) -> SequenceSplits:
-        """The splits as the model sees them (scaled timespans, optional timespan feature)."""
+        """Return the splits as the model receives them (scaled timespans, timespan feature)."""
         import dataclasses
 
         splits = self.load_splits()
@@ -185,7 +185,7 @@ class SequenceDataModule(SplitsDataModule):
 
     @property
     def input_size(self) -> int:
-        """Input features the model sees (one more with ``timespans_as_feature``)."""
+        """Input features the model receives (one more with ``timespans_as_feature``)."""
         return self.load_splits().input_size + int(self.timespans_as_feature)
 
     @property

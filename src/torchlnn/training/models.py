@@ -63,7 +63,7 @@ class SequenceModel(nn.Module):
             inputs: (B, T, F).
             timespans: (B, T) elapsed time of each step, or None for 1.0.
             mask: (B, T) bool, True at real steps, or None. Padding is at the end, so a
-                causal layer's outputs at real steps do not depend on it; time-aware layers
+                causal layer's outputs at real steps do not depend on it. Time-aware layers
                 also keep their state unchanged on padded steps.
         """
         if self.time_aware:

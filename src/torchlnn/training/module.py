@@ -1,6 +1,6 @@
 """The LightningModule of the training engine: a model, a loss and metrics.
 
-``SequenceTask`` knows nothing about the model or the data beyond three callables, so the
+``SequenceTask`` uses nothing of the model or the data beyond three callables, so the
 same module trains the papers' sequence models and the lane-keeping policies:
 
 - ``step(model, batch) -> (prediction, target, mask)`` runs the model on one batch;
@@ -67,9 +67,7 @@ class SequenceTask(L.LightningModule):
     ):
         super().__init__()
         if optimizer not in ("adam", "adamw", "rmsprop"):
-            raise ValueError(
-                f"optimizer must be 'adam', 'adamw' or 'rmsprop', got {optimizer!r}."
-            )
+            raise ValueError(f"optimizer must be 'adam', 'adamw' or 'rmsprop', got {optimizer!r}.")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}.")
         if not 0 < lr_decay <= 1:
@@ -184,9 +182,7 @@ def masked_mse(prediction: Tensor, target: Tensor, mask: Tensor | None) -> Tenso
     return (values * weights).sum() / weights.expand_as(values).sum().clamp(min=1)
 
 
-def squared_error(
-    prediction: Tensor, target: Tensor, mask: Tensor | None
-) -> tuple[Tensor, Tensor]:
+def squared_error(prediction: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     """Per-element squared errors (B, T, F) with weight 1 at real steps and 0 at padding."""
     values = (prediction - target) ** 2  # (B, T, F)
     if mask is None:
@@ -212,7 +208,7 @@ def accuracy(logits: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tenso
 
 
 def regression_task(model: nn.Module, **optimisation: Any) -> SequenceTask:
-    """A ``SequenceTask`` for per-step regression: masked MSE loss and an ``mse`` metric."""
+    """Build a ``SequenceTask`` for per-step regression: masked MSE loss, ``mse`` metric."""
     return SequenceTask(
         model,
         loss=masked_mse,
@@ -223,7 +219,7 @@ def regression_task(model: nn.Module, **optimisation: Any) -> SequenceTask:
 
 
 def classification_task(model: nn.Module, **optimisation: Any) -> SequenceTask:
-    """A ``SequenceTask`` for sequence classification read at the last real step.
+    """Build a ``SequenceTask`` for sequence classification read at the last real step.
 
     The model's output size is the number of classes, or 1 for a binary task with one logit.
     """

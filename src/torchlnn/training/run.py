@@ -66,7 +66,7 @@ _IGNORED_LIGHTNING_WARNINGS = (
 
 @dataclass
 class RunResult:
-    """What ``train_and_test`` returns, also stored as ``result.json`` in the run folder."""
+    """Outcome of ``train_and_test``, also stored as ``result.json`` in the run folder."""
 
     run_dir: str
     task: str
@@ -120,8 +120,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 class RandomStateCallback(Callback):
     """Store the Python, NumPy and torch random states in each checkpoint and restore them.
 
-    Lightning restores weights, optimiser and loops but not these generators; without them a
-    resumed run would draw different dropout masks or augmentations than an uninterrupted one.
+    Lightning restores weights, optimiser and loops but not these generators. Without them, a
+    resumed run would draw other dropout masks or augmentations than an uninterrupted one.
     """
 
     def state_dict(self) -> dict[str, Any]:
@@ -129,8 +129,13 @@ class RandomStateCallback(Callback):
         kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         return {
             "python": random.getstate(),
-            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss,
-                      cached_gaussian),
+            "numpy": (
+                kind,
+                torch.from_numpy(keys.astype(np.int64)),
+                position,
+                has_gauss,
+                cached_gaussian,
+            ),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         }
@@ -207,7 +212,7 @@ def environment_info() -> dict[str, Any]:
 
 
 def git_commit() -> str | None:
-    """The commit of the torchlnn source tree (with ``-dirty`` for local changes), if any."""
+    """Return the commit of the torchlnn source tree (``-dirty`` with local changes), or None."""
     source = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
@@ -229,7 +234,7 @@ def git_commit() -> str | None:
 
 
 def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo, or ``platform.processor()``."""
+    """Return the CPU model name from /proc/cpuinfo, or ``platform.processor()``."""
     try:
         with open("/proc/cpuinfo") as file:
             for line in file:
@@ -241,7 +246,7 @@ def cpu_name() -> str:
 
 
 def is_main_process() -> bool:
-    """Whether this process is global rank 0, judged from the launcher's environment."""
+    """Return whether this process is global rank 0, judged from the launcher's environment."""
     for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
         if os.environ.get(variable, "0") != "0":
             return False
@@ -295,7 +300,7 @@ class _LaunchRendezvous:
 
     Lightning's default DDP launcher starts the other processes by running the same command
     again, so they go through the same sequence of runs. Rank 0 numbers its runs and writes
-    the chosen folder of run ``k`` to ``<runs_root>/.launches/<launch id>/<k>.json``; the
+    the chosen folder of run ``k`` to ``<runs_root>/.launches/<launch id>/<k>.json``. The
     other processes inherit the launch id through the environment and wait for that file.
     """
 

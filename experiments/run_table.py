@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from torchlnn.experiments import EXPERIMENTS, ExperimentConfig, render_table, run_experiment
+from torchlnn.experiments.runner import spec_fields
 from torchlnn.training.config import add_config_arguments
 from torchlnn.training.models import MODEL_NAMES
 
@@ -43,7 +44,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default="experiments/results")
     parser.add_argument("--note", default=None, help="remark shown in every row of this run")
     parser.add_argument(
-        "--docs", action="store_true", help=f"rebuild {DOCS_PAGE} from the result files"
+        "--docs",
+        action="store_true",
+        help=f"rewrite the Markdown tables and {DOCS_PAGE} from the result files",
     )
     add_config_arguments(parser, ExperimentConfig, skip=("task", "experiment", "model", "seed"))
     return parser.parse_args(argv)
@@ -55,7 +58,11 @@ def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:
     for name in EXPERIMENTS:
         path = results_dir / f"{name}.json"
         if path.exists():
-            sections.append(render_table(json.loads(path.read_text())))
+            record = {**json.loads(path.read_text()), **spec_fields(EXPERIMENTS[name])}
+            path.write_text(json.dumps(record, indent=2) + "\n")
+            table = render_table(record)
+            (results_dir / f"{name}.md").write_text(table)
+            sections.append(table)
     for path in extra_sections:
         if path.exists():
             sections.append(path.read_text())

@@ -33,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder of the result JSON and Markdown files (default: experiments/results)",
     )
     parser.add_argument("--note", default=None, help="remark shown in the model's table row")
-    add_config_arguments(
-        parser, ExperimentConfig, skip=("task", "experiment", "model", "seed")
-    )
+    add_config_arguments(parser, ExperimentConfig, skip=("task", "experiment", "model", "seed"))
     parser.set_defaults(func=run)
 
 

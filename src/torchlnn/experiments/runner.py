@@ -180,6 +180,20 @@ def default_command() -> str:
     return " ".join(shlex.quote(part) for part in ["torchlnn", *arguments])
 
 
+def spec_fields(spec: ExperimentSpec) -> dict[str, Any]:
+    """Return the fields of a result record that describe the experiment, not a run."""
+    return {
+        "experiment": spec.name,
+        "title": spec.title,
+        "metric": spec.metric,
+        "metric_label": spec.metric_label,
+        "protocol": spec.protocol,
+        "differences": spec.differences,
+        "paper": {k: vars(v) for k, v in spec.paper.items()},
+        "references": {k: vars(v) for k, v in spec.references.items()},
+    }
+
+
 def write_row(
     spec: ExperimentSpec, model: str, row: dict[str, Any], results_dir: str | Path
 ) -> Path:
@@ -188,18 +202,7 @@ def write_row(
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{spec.name}.json"
     record = json.loads(path.read_text()) if path.exists() else {}
-    record.update(
-        {
-            "experiment": spec.name,
-            "title": spec.title,
-            "metric": spec.metric,
-            "metric_label": spec.metric_label,
-            "protocol": spec.protocol,
-            "differences": spec.differences,
-            "paper": {k: vars(v) for k, v in spec.paper.items()},
-            "references": {k: vars(v) for k, v in spec.references.items()},
-        }
-    )
+    record.update(spec_fields(spec))
     models = record.setdefault("models", {})
     models[model] = row
     record["models"] = {name: models[name] for name in MODEL_NAMES if name in models}
@@ -216,6 +219,13 @@ def _format(mean: float, std: float | None, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _load_text(environment: dict[str, Any]) -> str:
+    load = environment.get("load_average")
+    if not load:
+        return ""
+    return f"load average {load[0]:.1f} on {environment.get('cpu_count')} CPUs at the end; "
+
+
 def render_table(record: dict[str, Any]) -> str:
     """Render one experiment's JSON record as a Markdown section."""
     digits = 2 if "accuracy" in record["metric"] else 3
@@ -230,17 +240,25 @@ def render_table(record: dict[str, Any]) -> str:
         reference = paper.get(model)
         paper_text = "—" if reference is None else _format(reference["mean"], reference["std"], 2)
         seconds = "—" if row["seconds_per_epoch"] is None else f"{row['seconds_per_epoch']:.2f}"
+        spread = row["std"] if len(row["seeds"]) > 1 else None
         epochs = str(row["epochs"])
         if not row["full_protocol"]:
             epochs += " (reduced)"
         lines.append(
-            f"| {model} | {_format(row['mean'], row['std'], digits)} | {paper_text} | "
+            f"| {model} | {_format(row['mean'], spread, digits)} | {paper_text} | "
             f"{len(row['seeds'])} | {epochs} | {row['parameters']:,} | {seconds} | "
             f"{row.get('note') or ''} |"
         )
     for name, reference in record.get("references", {}).items():
         lines.append(f"| {name} | {reference['mean']:.3f} | | | | | | {reference['source']} |")
     lines.append("")
+
+    models = record.get("models", {})
+    if models.get("ltc", {}).get("seconds_per_epoch") and models.get("cfc", {}).get(
+        "seconds_per_epoch"
+    ):
+        ratio = models["ltc"]["seconds_per_epoch"] / models["cfc"]["seconds_per_epoch"]
+        lines += [f"Seconds per training epoch, LTC (6 unfolds) / CfC: {ratio:.1f}.", ""]
 
     if record.get("differences"):
         lines += ["Differences from the paper's protocol:", ""]
@@ -255,7 +273,8 @@ def render_table(record: dict[str, Any]) -> str:
             f"{row['best_epochs']}; torchlnn {environment.get('torchlnn_version')} at commit "
             f"`{environment.get('torchlnn_commit')}`; {environment.get('cpu')}, "
             f"{environment.get('torch_threads')} torch threads, torch "
-            f"{environment.get('torch_version')}; finished {row['finished']}."
+            f"{environment.get('torch_version')}; {_load_text(environment)}finished "
+            f"{row['finished']}."
         )
     sources = {v["source"] for v in paper.values()}
     if sources:

@@ -247,8 +247,9 @@ SPEED = ExperimentSpec(
     per_model={"ltc": {"lr": 1e-2, "model_options": {"ode_unfolds": 6}}},
     protocol=(
         "Same data, batch size (16), units (32) and read-out as the HalfCheetah experiment; "
-        "the training loop of each epoch is timed (no validation), on the CPU threads "
-        "PyTorch uses by default."
+        "the training loop of each epoch is timed (no validation) with one torch thread. "
+        "The two models run one after the other on the same machine, so other load on the "
+        "machine affects both; the load average is listed with each run."
     ),
 )
 

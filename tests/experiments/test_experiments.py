@@ -42,6 +42,7 @@ def test_halfcheetah_tiny(tmp_path, no_network, model):
     assert row["mean"] > 0
     assert row["full_protocol"] is False
     assert row["seconds_per_epoch"] > 0
+    assert row["cpu_seconds_per_epoch"] > 0
     record = json.loads((tmp_path / "results" / "halfcheetah.json").read_text())
     assert record["metric"] == "test_mse"
     assert record["paper"]["ltc"]["mean"] == 2.308

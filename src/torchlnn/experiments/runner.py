@@ -139,6 +139,9 @@ def summarise(
     """Reduce the runs of one model to its table row (mean and population std over seeds)."""
     values = [r.test_metrics[spec.metric] * spec.metric_scale for r in results]
     seconds = [r.mean_epoch_seconds for r in results if r.mean_epoch_seconds is not None]
+    cpu_seconds = [
+        r.mean_epoch_cpu_seconds for r in results if r.mean_epoch_cpu_seconds is not None
+    ]
     config = configs[0]
     protocol_config = spec.config_for(config.model, config.seed)
     full_protocol = (
@@ -159,6 +162,7 @@ def summarise(
         "seeds": [r.seed for r in results],
         "parameters": results[0].parameters,
         "seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
+        "cpu_seconds_per_epoch": float(np.mean(cpu_seconds)) if cpu_seconds else None,
         "epochs": config.epochs,
         "epochs_completed": [r.epochs_completed for r in results],
         "best_epochs": [r.best_epoch for r in results],
@@ -232,7 +236,7 @@ def render_table(record: dict[str, Any]) -> str:
     lines = [f"## {record['title']}", "", record.get("protocol", ""), ""]
     lines += [
         f"| model | ours: {record['metric_label']} | paper | seeds | epochs | "
-        "parameters | s / epoch | note |",
+        "parameters | s / epoch (wall, CPU) | note |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     paper = record.get("paper", {})
@@ -240,6 +244,8 @@ def render_table(record: dict[str, Any]) -> str:
         reference = paper.get(model)
         paper_text = "—" if reference is None else _format(reference["mean"], reference["std"], 2)
         seconds = "—" if row["seconds_per_epoch"] is None else f"{row['seconds_per_epoch']:.2f}"
+        if row.get("cpu_seconds_per_epoch") is not None:
+            seconds += f", {row['cpu_seconds_per_epoch']:.2f}"
         spread = row["std"] if len(row["seeds"]) > 1 else None
         epochs = str(row["epochs"])
         if not row["full_protocol"]:
@@ -254,11 +260,12 @@ def render_table(record: dict[str, Any]) -> str:
     lines.append("")
 
     models = record.get("models", {})
-    if models.get("ltc", {}).get("seconds_per_epoch") and models.get("cfc", {}).get(
-        "seconds_per_epoch"
-    ):
-        ratio = models["ltc"]["seconds_per_epoch"] / models["cfc"]["seconds_per_epoch"]
-        lines += [f"Seconds per training epoch, LTC (6 unfolds) / CfC: {ratio:.1f}.", ""]
+    for key, kind in (("seconds_per_epoch", "wall-clock"), ("cpu_seconds_per_epoch", "CPU")):
+        ltc, cfc = models.get("ltc", {}).get(key), models.get("cfc", {}).get(key)
+        if ltc and cfc:
+            lines += [f"{kind} seconds per training epoch, LTC (6 unfolds) / CfC: {ltc / cfc:.1f}."]
+    if lines[-1] != "":
+        lines.append("")
 
     if record.get("differences"):
         lines += ["Differences from the paper's protocol:", ""]

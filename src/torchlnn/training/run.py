@@ -79,7 +79,7 @@ class RunResult:
     best_score: float | None
     # Epochs trained in total (over all attempts).
     epochs_completed: int
-    # Seconds of each training epoch (the training loop only, without validation).
+    # Wall-clock seconds of each training epoch (the training loop only, without validation).
     epoch_seconds: list[float]
     # Trainable parameters of the LightningModule.
     parameters: int
@@ -87,14 +87,25 @@ class RunResult:
     attempts: int
     # Seconds of the last attempt, from start to the end of testing.
     wall_seconds: float
+    # CPU seconds of this process in each timed training epoch (epochs of attempts made
+    # before this field existed are missing). On a shared machine this depends much less on
+    # other jobs than the wall-clock time.
+    epoch_cpu_seconds: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mean_epoch_seconds(self) -> float | None:
-        """Mean seconds per training epoch, or None when no epoch was timed."""
+        """Mean wall-clock seconds per training epoch, or None when no epoch was timed."""
         if not self.epoch_seconds:
             return None
         return float(np.mean(self.epoch_seconds))
+
+    @property
+    def mean_epoch_cpu_seconds(self) -> float | None:
+        """Mean CPU seconds per training epoch, or None when no epoch was timed."""
+        if not self.epoch_cpu_seconds:
+            return None
+        return float(np.mean(self.epoch_cpu_seconds))
 
 
 # ---------------------------------------------------------------------- callbacks, plugins
@@ -152,7 +163,10 @@ class RandomStateCallback(Callback):
 
 
 class EpochTimer(Callback):
-    """Time each training epoch (the training loop only) and log it as ``epoch_seconds``.
+    """Time each training epoch (the training loop only).
+
+    Logs the wall-clock time as ``epoch_seconds`` and the CPU time of this process (all its
+    threads, ``time.process_time``) as ``epoch_cpu_seconds``.
 
     The clock stops when validation starts, or at the end of the epoch when there is none,
     so the time is recorded before the end-of-epoch checkpoint is written. The times of
@@ -161,14 +175,17 @@ class EpochTimer(Callback):
 
     def __init__(self) -> None:
         self.epoch_seconds: list[float] = []
-        self._start: float | None = None
+        self.epoch_cpu_seconds: list[float] = []
+        self._start: tuple[float, float] | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start = (time.perf_counter(), time.process_time())
 
     def _stop(self) -> None:
         if self._start is not None:
-            self.epoch_seconds.append(time.perf_counter() - self._start)
+            wall_start, cpu_start = self._start
+            self.epoch_seconds.append(time.perf_counter() - wall_start)
+            self.epoch_cpu_seconds.append(time.process_time() - cpu_start)
             self._start = None
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -179,12 +196,17 @@ class EpochTimer(Callback):
         self._stop()
         if self.epoch_seconds:
             pl_module.log("epoch_seconds", self.epoch_seconds[-1], on_epoch=True)
+            pl_module.log("epoch_cpu_seconds", self.epoch_cpu_seconds[-1], on_epoch=True)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch_seconds": list(self.epoch_seconds)}
+        return {
+            "epoch_seconds": list(self.epoch_seconds),
+            "epoch_cpu_seconds": list(self.epoch_cpu_seconds),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epoch_seconds = list(state_dict["epoch_seconds"])
+        self.epoch_cpu_seconds = list(state_dict.get("epoch_cpu_seconds", []))
 
 
 # ---------------------------------------------------------------------- run folders
@@ -509,6 +531,7 @@ def train_and_test(
         best_score=None if best_score is None else float(best_score),
         epochs_completed=trainer.current_epoch,
         epoch_seconds=[float(s) for s in timer.epoch_seconds],
+        epoch_cpu_seconds=[float(s) for s in timer.epoch_cpu_seconds],
         parameters=count_parameters(module),
         attempts=attempt + 1,
         wall_seconds=time.perf_counter() - start,

@@ -67,3 +67,35 @@ def test_invalid_arguments_raise():
         SplitsDataModule(dict, batch_size=0)
     with pytest.raises(ValueError, match="timespan_scale"):
         SequenceDataModule("xor", timespan_scale=0.0)
+
+
+def test_lightning_sets_the_sampler_epoch(monkeypatch):
+    import warnings
+
+    import lightning as L
+
+    from torchlnn.training import build_sequence_model, regression_task
+
+    epochs = []
+    original = DistributedSampler.set_epoch
+
+    def record(self, epoch):
+        epochs.append(epoch)
+        original(self, epoch)
+
+    monkeypatch.setattr(DistributedSampler, "set_epoch", record)
+    datamodule = SequenceDataModule("halfcheetah", batch_size=8, max_samples=16)
+    module = regression_task(build_sequence_model("gru", 17, 17, 4))
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+        trainer.fit(module, datamodule=datamodule)
+    assert epochs == [0, 1, 2]

@@ -224,6 +224,8 @@ XOR_EVENT = ExperimentSpec(
         "The paper's CfC has a forget-gate bias hyperparameter (1.2 for CfC, 0.6 mixed, 4.7 "
         "no-gate); torchlnn's CfC has none and starts from its default initialisation.",
         "Weight decay is the optimiser's L2 term, not a Keras kernel regulariser.",
+        "Gradient clipping bounds the global norm over all parameters; the paper's Keras "
+        "clipnorm bounds the norm of each weight tensor separately.",
     ],
 )
 

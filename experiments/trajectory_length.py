@@ -16,8 +16,11 @@ C dv/dt = numerator(v) - denominator(v) * v; the three fields fit that form exac
 (C = 1, and numerator, denominator = f, 0 for the neural ODE, f, 1/tau for the CT-RNN and
 f * A, 1/tau + f for the LTC).
 
-The trajectory length of a layer is the sum of the distances between its consecutive states
-at the input's sample times. It is reported in the full state space and after projecting the
+The input goes around the circle ``1 + warmup_periods`` times, starting from a zero state, and
+only the last period is measured, so the transient from the zero state is left out (with
+``--warmup-periods 0`` the first period is measured, transient included). The trajectory
+length of a layer is the sum of the distances between its consecutive states at the input's
+sample times. It is reported in the full state space and after projecting the
 states of the layer on their first two principal components, the view the LTC paper plots.
 Longer trajectories from the same input mean a more expressive map.
 
@@ -136,20 +139,27 @@ def measure(
     steps: int,
     solver: Adaptive,
     seed: int,
+    warmup_periods: int = 0,
 ) -> dict:
-    """Lengths of every layer of ``seeds`` random networks (mean and std over networks)."""
+    """Lengths of every layer of ``seeds`` random networks (mean and std over networks).
+
+    Each layer is driven over ``1 + warmup_periods`` periods; its last ``steps`` states
+    (the last period) are measured.
+    """
     generator = torch.Generator().manual_seed(seed)
     circle, dt = circle_input(steps)  # (T, 2)
-    drive = circle.expand(seeds, -1, -1)  # (S, T, 2)
+    periods = circle.repeat(1 + warmup_periods, 1)  # (P * T, 2)
+    drive = periods.expand(seeds, -1, -1)  # (S, P * T, 2)
     layers = []
     last_states = None
     for _ in range(depth):
         layer = RandomLayer(
             model, drive.shape[-1], width, seeds, sigma_w, sigma_b, activation, generator
         )
-        states = layer.run(drive, dt, solver)  # (S, T, K)
-        full = trajectory_length(states)  # (S,)
-        projected = trajectory_length(pca_projection(states))  # (S,)
+        states = layer.run(drive, dt, solver)  # (S, P * T, K)
+        measured = states[:, -steps:]  # (S, T, K), the last period
+        full = trajectory_length(measured)  # (S,)
+        projected = trajectory_length(pca_projection(measured))  # (S,)
         layers.append(
             {
                 "length": float(full.mean()),
@@ -158,7 +168,7 @@ def measure(
                 "pca_length_std": float(projected.std(unbiased=False)),
             }
         )
-        drive, last_states = states, states
+        drive, last_states = states, measured
     return {"layers": layers, "example_pca": pca_projection(last_states[0]).tolist()}
 
 
@@ -171,6 +181,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS))
     parser.add_argument("--seeds", type=int, default=5, help="random networks per setting")
     parser.add_argument("--steps", type=int, default=100, help="input samples over 2*pi")
+    parser.add_argument(
+        "--warmup-periods",
+        type=int,
+        default=1,
+        help="periods of the circle run before the measured one (default: 1)",
+    )
     parser.add_argument("--rtol", type=float, default=1e-6, help="solver relative tolerance")
     parser.add_argument("--atol", type=float, default=1e-8, help="solver absolute tolerance")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights")
@@ -237,14 +253,16 @@ def section(record: dict, image: str) -> str:
     lines = [
         "## Trajectory length (LTC paper expressivity analysis)",
         "",
-        f"A circle (sin t, cos t), t in [0, 2 pi], sampled at {settings['steps']} points, "
-        f"drives {settings['depths']} stacked layers of random weights (W ~ N(0, sigma_w^2 / "
+        f"A circle (sin t, cos t), sampled at {settings['steps']} points per period, drives "
+        f"{settings['depths']} stacked layers of random weights (W ~ N(0, sigma_w^2 / "
         f"fan_in), b ~ N(0, {settings['sigma_b']:g}), A ~ N(0, 1), tau = 1, activation "
         f"{settings['activation']}); each input step is integrated with torchlnn's adaptive "
         f"Dormand-Prince solver (rtol {settings['rtol']:g}, atol {settings['atol']:g}). "
-        f"Mean over {settings['seeds']} random networks of the length of the last layer's "
-        "trajectory projected on its first two principal components (full-state length in "
-        "brackets). Command: `" + record["command"] + "`; "
+        f"The states start at zero; the input runs {settings.get('warmup_periods', 0)} "
+        "period(s) before the measured one. Mean over "
+        f"{settings['seeds']} random networks of the length of the last layer's trajectory "
+        "over the measured period, projected on its first two principal components "
+        "(full-state length in brackets). Command: `" + record["command"] + "`; "
         f"{record['seconds']:.0f} s on {record['environment']['cpu']}, torchlnn commit "
         f"`{record['environment']['torchlnn_commit']}`.",
         "",
@@ -278,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "rtol": args.rtol,
         "atol": args.atol,
         "seed": args.seed,
+        "warmup_periods": args.warmup_periods,
     }
 
     start = time.perf_counter()
@@ -295,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             args.steps,
             solver,
             args.seed,
+            args.warmup_periods,
         )
 
     from torchlnn.training import environment_info

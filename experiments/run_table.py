@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:
-    """Write the docs page from every ``<results_dir>/<name>.json`` and extra Markdown files."""
+    """Write the docs page from the result files, extra Markdown sections and their images."""
     sections = [DOCS_INTRO]
     for name in EXPERIMENTS:
         path = results_dir / f"{name}.json"
@@ -67,6 +68,8 @@ def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:
         if path.exists():
             sections.append(path.read_text())
     DOCS_PAGE.parent.mkdir(parents=True, exist_ok=True)
+    for image in results_dir.glob("*.png"):
+        shutil.copyfile(image, DOCS_PAGE.parent / image.name)
     DOCS_PAGE.write_text("\n".join(sections))
     print(f"wrote {DOCS_PAGE}")
 

@@ -259,8 +259,9 @@ def render_table(record: dict[str, Any]) -> str:
         lines.append(f"| {name} | {reference['mean']:.3f} | | | | | | {reference['source']} |")
     lines.append("")
 
-    models = record.get("models", {})
-    for key, kind in (("seconds_per_epoch", "wall-clock"), ("cpu_seconds_per_epoch", "CPU")):
+    # Only the speed experiment trains LTC and CfC with the same units, batch and data.
+    models = record.get("models", {}) if record.get("experiment") == "speed" else {}
+    for key, kind in (("seconds_per_epoch", "Wall-clock"), ("cpu_seconds_per_epoch", "CPU")):
         ltc, cfc = models.get("ltc", {}).get(key), models.get("cfc", {}).get(key)
         if ltc and cfc:
             lines += [f"{kind} seconds per training epoch, LTC (6 unfolds) / CfC: {ltc / cfc:.1f}."]

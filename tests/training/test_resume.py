@@ -77,6 +77,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert resumed["attempts"] == 2
     assert resumed["epochs_completed"] == 6
     assert len(resumed["epoch_seconds"]) == 6
+    assert len(resumed["epoch_cpu_seconds"]) == 6
     assert killed_at < 5
 
     reference = result(whole)

@@ -510,6 +510,11 @@ def train_and_test(
             warnings.filterwarnings("ignore", message=pattern)
         trainer, checkpoint, timer = build_trainer(config, run_dir, attempt, callbacks)
         trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+        # Read the epoch times now: testing a checkpoint restores the callbacks' state as it
+        # was at that checkpoint's epoch.
+        epoch_seconds = [float(s) for s in timer.epoch_seconds]
+        epoch_cpu_seconds = [float(s) for s in timer.epoch_cpu_seconds]
+        epochs_completed = trainer.current_epoch
         if pointer is not None:
             pointer.unlink(missing_ok=True)
         best_path = checkpoint.best_model_path or None
@@ -529,9 +534,9 @@ def train_and_test(
         test_metrics={key: float(value) for key, value in test_output[0].items()},
         best_epoch=best_epoch,
         best_score=None if best_score is None else float(best_score),
-        epochs_completed=trainer.current_epoch,
-        epoch_seconds=[float(s) for s in timer.epoch_seconds],
-        epoch_cpu_seconds=[float(s) for s in timer.epoch_cpu_seconds],
+        epochs_completed=epochs_completed,
+        epoch_seconds=epoch_seconds,
+        epoch_cpu_seconds=epoch_cpu_seconds,
         parameters=count_parameters(module),
         attempts=attempt + 1,
         wall_seconds=time.perf_counter() - start,

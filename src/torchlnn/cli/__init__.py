@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "torchlnn.cli.lane_keeping",
     "torchlnn.cli.driving",
+    "torchlnn.cli.experiment",
     "torchlnn.cli.plot",
     "torchlnn.cli.export",
 ]

@@ -170,13 +170,15 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
             if len(rates) < 2:
                 continue
             best = min(rates.values())
-            ranked = ", ".join(f"{MODEL_NAMES[k]} {v:.1f}" for k, v in sorted(rates.items(),
-                                                                            key=lambda kv: kv[1]))
-            verdict = (
-                "the NCP had the fewest departures"
-                if rates["ncp-ltc"] <= best
-                else "the NCP did not have the fewest departures"
-            )
+            ordered = sorted(rates.items(), key=lambda item: item[1])
+            ranked = ", ".join(f"{MODEL_NAMES[kind]} {rate:.1f}" for kind, rate in ordered)
+            tied = [kind for kind, rate in rates.items() if rate == best]
+            if rates["ncp-ltc"] > best:
+                verdict = "the NCP did not have the fewest departures"
+            elif len(tied) > 1:
+                verdict = f"the NCP tied with {len(tied) - 1} other model(s) for the fewest departures"
+            else:
+                verdict = "the NCP had the fewest departures"
             sentences.append(
                 f"With {condition} frames {verdict} (departures per km: {ranked})."
             )
@@ -261,7 +263,7 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
             f"{1000 * summary['steering_rate_rms']:.2f}",
         ])
     document.table(
-        ["model", "km driven", "departures", "mean |offset| (m)", "time in lane",
+        ["model", "km driven", "departures", "mean absolute offset (m)", "time in lane",
          "steering rate RMS (1/km per s)"],
         rows,
     )

@@ -176,7 +176,8 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
             if rates["ncp-ltc"] > best:
                 verdict = "the NCP did not have the fewest departures"
             elif len(tied) > 1:
-                verdict = f"the NCP tied with {len(tied) - 1} other model(s) for the fewest departures"
+                others = len(tied) - 1
+                verdict = f"the NCP tied with {others} other model(s) for the fewest departures"
             else:
                 verdict = "the NCP had the fewest departures"
             sentences.append(

@@ -13,6 +13,7 @@ are augmented with random cast shadows and brightness and contrast changes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,9 @@ def train_policy(
     The returned policy carries the weights of the epoch with the best validation loss.
     """
     from torchlnn.training import SequenceTask, SplitsDataModule, TrainConfig, train_and_test
+
+    # Lightning's start-up notes (accelerators found, logging tips) would bury the progress.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
     def datasets() -> dict[str, DrivingWindows]:
         return {

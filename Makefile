@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks experiments
 
 docs: install
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) site build

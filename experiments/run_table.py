@@ -53,6 +53,23 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def training_commits(run_dirs: list[str]) -> list[str]:
+    """Return the torchlnn commits of every attempt of the runs still on disk, in order."""
+    commits: list[str] = []
+    for run_dir in run_dirs:
+        run_file = Path(run_dir) / "run.json"
+        if not run_file.exists():
+            continue
+        record = json.loads(run_file.read_text())
+        environments = [record["environment"]]
+        environments += [a["environment"] for a in record["attempts"] if a.get("environment")]
+        for environment in environments:
+            commit = environment.get("torchlnn_commit")
+            if commit and commit not in commits:
+                commits.append(commit)
+    return commits
+
+
 def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:
     """Write the docs page from the result files, extra Markdown sections and their images."""
     sections = [DOCS_INTRO]
@@ -60,6 +77,10 @@ def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:
         path = results_dir / f"{name}.json"
         if path.exists():
             record = {**json.loads(path.read_text()), **spec_fields(EXPERIMENTS[name])}
+            for row in record.get("models", {}).values():
+                commits = training_commits(row.get("run_dirs", []))
+                if commits:
+                    row["training_commits"] = commits
             path.write_text(json.dumps(record, indent=2) + "\n")
             table = render_table(record)
             (results_dir / f"{name}.md").write_text(table)

@@ -234,7 +234,8 @@ class CfCCell(nn.Module):
             hx = input.new_zeros(batch, self.hidden_size)
         elif tuple(hx.shape) != (batch, self.hidden_size):
             raise ValueError(
-                f"CfCCell expects hx of shape ({batch}, {self.hidden_size}), got {tuple(hx.shape)}."
+                f"CfCCell expects hx of shape ({batch}, {self.hidden_size}), got "
+                f"{tuple(hx.shape)}."
             )
         dt = check_elapsed_time(dt, batch, "CfCCell")
 

@@ -276,13 +276,14 @@ def render_table(record: dict[str, Any]) -> str:
     lines += ["Runs:", ""]
     for model, row in record.get("models", {}).items():
         environment = row.get("environment", {})
+        commits = row.get("training_commits") or [environment.get("torchlnn_commit")]
+        commit_text = ", ".join(f"`{commit[:12]}`" for commit in commits)
         lines.append(
             f"- {model}: `{row['command']}`; seeds {row['seeds']}; best epochs "
-            f"{row['best_epochs']}; torchlnn {environment.get('torchlnn_version')} at commit "
-            f"`{environment.get('torchlnn_commit')}`; {environment.get('cpu')}, "
-            f"{environment.get('torch_threads')} torch threads, torch "
-            f"{environment.get('torch_version')}; {_load_text(environment)}finished "
-            f"{row['finished']}."
+            f"{row['best_epochs']}; torchlnn {environment.get('torchlnn_version')}, trained at "
+            f"commit {commit_text}; {environment.get('cpu')}, torch threads: "
+            f"{environment.get('torch_threads')}, torch {environment.get('torch_version')}; "
+            f"{_load_text(environment)}finished {row['finished']}."
         )
     sources = {v["source"] for v in paper.values()}
     if sources:

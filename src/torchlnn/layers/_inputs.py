@@ -77,7 +77,9 @@ def check_timespans(
             )
         return value
     if not isinstance(timespans, Tensor):
-        raise TypeError(f"{owner}: timespans must be {accepted}; got {type(timespans).__name__}.")
+        raise TypeError(
+            f"{owner}: timespans must be {accepted}; got {type(timespans).__name__}."
+        )
 
     shape = tuple(timespans.shape)
     if timespans.dim() == 0:
@@ -144,7 +146,8 @@ def check_mask(
         lengths_tensor = lengths_tensor.reshape(-1)
         if (lengths_tensor < 0).any() or (lengths_tensor > steps).any():
             raise ValueError(
-                f"{owner}: every length must be in [0, T={steps}], got {lengths_tensor.tolist()}."
+                f"{owner}: every length must be in [0, T={steps}], got "
+                f"{lengths_tensor.tolist()}."
             )
         return torch.arange(steps, device=device) < lengths_tensor.unsqueeze(1)  # (B, T)
     if mask is None:

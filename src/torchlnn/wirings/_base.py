@@ -332,7 +332,9 @@ class Wiring:
 
     def _restore_matrices(self, config: dict[str, Any]) -> None:
         """Set the matrices stored in ``config``, so a rebuilt wiring matches bit for bit."""
-        self.adjacency_matrix = _as_polarity_matrix("adjacency_matrix", config["adjacency_matrix"])
+        self.adjacency_matrix = _as_polarity_matrix(
+            "adjacency_matrix", config["adjacency_matrix"]
+        )
         if config.get("sensory_adjacency_matrix") is not None:
             self.sensory_adjacency_matrix = _as_polarity_matrix(
                 "sensory_adjacency_matrix", config["sensory_adjacency_matrix"]

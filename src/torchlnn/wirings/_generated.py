@@ -143,7 +143,9 @@ class Random(Wiring):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({"class": "Random", "sparsity_level": self.sparsity_level, "seed": self.seed})
+        config.update(
+            {"class": "Random", "sparsity_level": self.sparsity_level, "seed": self.seed}
+        )
         return config
 
     @classmethod
@@ -398,7 +400,9 @@ class AutoNCP(NCP):
                 f"({type(sparsity_level).__name__})."
             )
         if not low <= float(sparsity_level) <= high:
-            raise ValueError(f"sparsity_level must be in [{low}, {high}], got {sparsity_level}.")
+            raise ValueError(
+                f"sparsity_level must be in [{low}, {high}], got {sparsity_level}."
+            )
         self.output_size = output_size
         self.sparsity_level = float(sparsity_level)
 

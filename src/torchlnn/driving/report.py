@@ -186,6 +186,10 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
     return sentences
 
 
+def _rates(trained: dict[str, Any]) -> str:
+    return ", ".join(f"{entry.get('lr')} ({kind})" for kind, entry in trained.items())
+
+
 def write_report(folder: Path, record: dict[str, Any]) -> Path:
     """Write ``report.md`` and ``report.html`` into ``folder``; return the Markdown path."""
     config = record["config"]
@@ -298,7 +302,7 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         f"{len(split['test'])} for the offline test; {100 * config['recovery_fraction']:.0f}% "
         f"start off the lane centre; steering noise {config['steer_noise']} 1/m.",
         f"Training: windows of {config['window']} frames every {config['stride']} frames, "
-        f"batch {config['batch_size']}, Adam with learning rate {config['lr']}, gradient "
+        f"batch {config['batch_size']}, Adam with learning rate {_rates(trained)}, gradient "
         f"clipping at {config['grad_clip']}, at most {config['epochs']} epochs with early "
         f"stopping after {config['patience']} epochs without improvement, loss weighted by "
         f"exp({config['alpha']} m x |curvature|), shadow and lighting augmentation.",

@@ -78,7 +78,9 @@ class LaneKeepingConfig:
     # Training epochs (at most: early stopping may end sooner) and windows per batch.
     epochs: int = 8
     batch_size: int = 16
-    # Adam learning rate for every policy; None uses each kind's rate in LEARNING_RATES.
+    # Adam learning rate of the conv head, the same for every policy.
+    head_lr: float = 1e-3
+    # Adam learning rate of the controller; None uses each kind's rate in LEARNING_RATES.
     lr: float | None = None
     # Maximum global gradient norm.
     grad_clip: float = 1.0
@@ -128,9 +130,10 @@ class LaneKeepingConfig:
         self.noise_variances = tuple(float(v) for v in self.noise_variances)
 
 
-# Adam learning rates per policy kind. The liquid and ODE controllers learn with a larger rate,
-# as in the LTC paper (0.01 for LTC, 0.001 for the other models); at 0.001 the NCP-LTC policy
-# was still far from the CNN's training loss after 8 epochs of the quick preset.
+# Adam learning rates of the controllers per policy kind. The liquid and ODE controllers learn
+# with a larger rate, as in the LTC paper (0.01 for LTC, 0.001 for the other models); at 0.001
+# the NCP-LTC policy was still far from the CNN's training loss after 8 epochs of the quick
+# preset. The conv head uses ``head_lr`` in every policy.
 LEARNING_RATES = {
     "ncp-ltc": 5e-3,
     "ncp-cfc": 5e-3,
@@ -345,6 +348,7 @@ def train_stage(run: Run, data: dict[str, Any]) -> dict[str, Any]:
             model_dir,
             frame_size=tuple(data["frame_size"]),
             label_scale=scale,
+            head_lr=config.head_lr,
             window=config.window,
             stride=config.stride,
             alpha=config.alpha,

@@ -73,6 +73,31 @@ def policy_step(model: DrivingPolicy, batch) -> tuple[Tensor, Tensor, None]:
     return curvature, labels[..., 0], None
 
 
+def make_policy_task(policy: DrivingPolicy, head_lr: float, controller_lr: float, **options):
+    """Return a ``SequenceTask`` whose Adam uses one rate for the conv head and one for the rest.
+
+    Every policy trains its perception at the same rate, so the controllers are compared on
+    equal terms, while liquid controllers get the larger rate they need (the LTC paper used
+    0.01 for LTC). One rate of 0.005 for the whole policy let the conv head's ReLUs die in some
+    runs, leaving the NCP's output constant.
+    """
+    from torchlnn.training import SequenceTask
+
+    class PolicyTask(SequenceTask):
+        def configure_optimizers(self):
+            head = [p for p in self.model.head.parameters() if p.requires_grad]
+            head_ids = {id(p) for p in head}
+            rest = [
+                p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids
+            ]
+            return torch.optim.Adam(
+                [{"params": head, "lr": head_lr}, {"params": rest, "lr": controller_lr}],
+                weight_decay=self.weight_decay,
+            )
+
+    return PolicyTask(policy, lr=controller_lr, **options)
+
+
 def squared_error(prediction: Tensor, target: Tensor, mask: Tensor | None):
     """Per-frame squared curvature error, (1/m)^2, with unit weights."""
     error = (prediction - target).pow(2)
@@ -116,6 +141,7 @@ def train_policy(
     *,
     frame_size: tuple[int, int],
     label_scale: float,
+    head_lr: float,
     window: int,
     stride: int,
     alpha: float,
@@ -126,7 +152,7 @@ def train_policy(
 
     The returned policy carries the weights of the epoch with the best validation loss.
     """
-    from torchlnn.training import SequenceTask, SplitsDataModule, TrainConfig, train_and_test
+    from torchlnn.training import SplitsDataModule, TrainConfig, train_and_test
 
     # Lightning's start-up notes (accelerators found, logging tips) would bury the progress.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -152,13 +178,13 @@ def train_policy(
     def build():
         policy = build_policy(kind, frame_size=frame_size)
         policy.curvature_scale.fill_(label_scale)
-        task = SequenceTask(
+        task = make_policy_task(
             policy,
+            head_lr=head_lr,
+            controller_lr=config.lr,
             loss=weighted_loss(alpha, label_scale),
             step=policy_step,
             metrics={"squared_error": squared_error},
-            optimizer="adam",
-            lr=config.lr,
             weight_decay=config.weight_decay,
         )
         data = SplitsDataModule(datasets, batch_size=config.batch_size, seed=config.seed)

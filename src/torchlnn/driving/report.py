@@ -302,7 +302,8 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         f"{len(split['test'])} for the offline test; {100 * config['recovery_fraction']:.0f}% "
         f"start off the lane centre; steering noise {config['steer_noise']} 1/m.",
         f"Training: windows of {config['window']} frames every {config['stride']} frames, "
-        f"batch {config['batch_size']}, Adam with learning rate {_rates(trained)}, gradient "
+        f"batch {config['batch_size']}, Adam with learning rate {config['head_lr']} for the "
+        f"conv head and {_rates(trained)} for the controller, gradient "
         f"clipping at {config['grad_clip']}, at most {config['epochs']} epochs with early "
         f"stopping after {config['patience']} epochs without improvement, loss weighted by "
         f"exp({config['alpha']} m x |curvature|), shadow and lighting augmentation.",

@@ -22,8 +22,14 @@ BIN = Path(sys.executable).parent
 
 SHELL_SETUP = {
     "docs/deployment.md": [
-        [sys.executable, str(ROOT / "examples/toy_lane_policy.py"), "--output", "toy_policy.pt",
-         "--iterations", "10"],
+        [
+            sys.executable,
+            str(ROOT / "examples/toy_lane_policy.py"),
+            "--output",
+            "toy_policy.pt",
+            "--iterations",
+            "10",
+        ],
         [str(BIN / "torchlnn"), "export", "onnx", "toy_policy.pt", "-o", "toy_policy.onnx"],
     ],
 }
@@ -47,8 +53,9 @@ def test_page_code_runs(name, blocks, tmp_path):
     environment = dict(os.environ, MPLBACKEND="Agg", SDL_VIDEODRIVER="dummy")
 
     for command in SHELL_SETUP.get(name, []):
-        done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, f"{' '.join(command)}\n{done.stderr[-3000:]}"
 
     # One program; each block first writes its number to stderr, so a failure names its block.
@@ -56,8 +63,14 @@ def test_page_code_runs(name, blocks, tmp_path):
         f"import sys; print('block {index}', file=sys.stderr, flush=True)\n{code}"
         for index, code in enumerate(blocks)
     )
-    done = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     failed = re.findall(r"^block (\d+)$", done.stderr, re.MULTILINE)
     where = f"block {failed[-1]}:\n{blocks[int(failed[-1])]}" if failed else "before block 0"
     assert done.returncode == 0, f"{name}, {where}\n{done.stderr[-3000:]}"

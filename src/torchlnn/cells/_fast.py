@@ -1,0 +1,106 @@
+"""Shared pieces of the cells' fast paths: when they apply, and a cache of derived tensors.
+
+Each cell keeps its plain ``prepare_inputs`` / ``advance`` / ``readout`` methods as the
+reference. A fast path computes the same function with fewer, larger operations: it derives
+tensors from the parameters once per call (folded weights, synapse lists), runs the time loop
+with them, and during training uses a ``torch.autograd.Function`` with a hand-written backward.
+Tests in ``tests/perf`` check every fast path against the reference.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def grad_needed(module: nn.Module, *tensors: Tensor | None) -> bool:
+    """Return True when autograd must record this call: grad mode is on and something requires
+    grad (a parameter of ``module`` or one of ``tensors``)."""
+    if not torch.is_grad_enabled():
+        return False
+    if any(t is not None and t.requires_grad for t in tensors):
+        return True
+    return any(t.requires_grad for t in module_tensors(module))
+
+
+def autocast_active(device_type: str) -> bool:
+    """Return True when autocast is enabled for ``device_type``; fast paths then step aside."""
+    return torch.is_autocast_enabled(device_type)
+
+
+class DerivedCache:
+    """Tensors derived from a module's parameters, reused while the parameters are unchanged.
+
+    Only used when autograd does not record (inference), because a cached tensor carries no
+    graph. An entry is valid while every parameter and buffer is the same object, with the same
+    version counter (bumped by in-place updates such as an optimiser step or
+    ``load_state_dict``) and the same data pointer (changed by ``.to()`` and by assigning
+    ``.data``). The entry holds references to the tensors it checks, so their memory cannot be
+    reused by new tensors while the entry lives.
+    """
+
+    # Entries kept per module; a cell called with many different elapsed times rebuilds.
+    max_entries = 8
+
+    def __init__(self) -> None:
+        self._entries: weakref.WeakKeyDictionary[nn.Module, dict[Any, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, module: nn.Module, key: Any, build: Callable[[], Any]) -> Any:
+        """Return the cached value for ``(module, key)``, calling ``build()`` when stale."""
+        slots = self._entries.get(module)
+        if slots is None:
+            slots = {}
+            self._entries[module] = slots
+        entry = slots.get(key)
+        if entry is not None:
+            tensors, versions, pointers, value = entry
+            if _unchanged(module_tensors(module), tensors, versions, pointers):
+                return value
+        tensors = module_tensors(module)
+        value = build()
+        slots.pop(key, None)
+        while len(slots) >= self.max_entries:
+            slots.pop(next(iter(slots)))  # the oldest entry
+        slots[key] = (
+            tensors,
+            [t._version for t in tensors],
+            [t.data_ptr() for t in tensors],
+            value,
+        )
+        return value
+
+    def clear(self, module: nn.Module) -> None:
+        """Forget every entry of ``module``."""
+        self._entries.pop(module, None)
+
+
+def module_tensors(module: nn.Module, found: list[Tensor] | None = None) -> list[Tensor]:
+    """Return every parameter and buffer of ``module`` and its children, in a fixed order.
+
+    A direct walk over the modules' dictionaries: ``module.parameters()`` costs several
+    microseconds more, which matters for a single control step.
+    """
+    found = [] if found is None else found
+    found.extend(t for t in module._parameters.values() if t is not None)
+    found.extend(t for t in module._buffers.values() if t is not None)
+    for child in module._modules.values():
+        if child is not None:
+            module_tensors(child, found)
+    return found
+
+
+def _unchanged(
+    current: list[Tensor], tensors: list[Tensor], versions: list[int], pointers: list[int]
+) -> bool:
+    if len(current) != len(tensors):
+        return False
+    for now, then, version, pointer in zip(current, tensors, versions, pointers):
+        if now is not then or now._version != version or now.data_ptr() != pointer:
+            return False
+    return True

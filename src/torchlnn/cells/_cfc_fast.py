@@ -6,13 +6,12 @@ pre-activation
 
 .. math::
 
-    p_s = W^x_s u_t + W^h_s y_{t-1} + W^f_s z_{s-1} + b_s
+    p_s = W^x_s u_t + b_s + W^h_s y_{t-1}[c_s] + W^f_s z_{s-1}
 
-from the input ``u_t``, the previous state ``y_{t-1}`` and the previous stage's output
-``z_{s-1}`` (each term optional), then either a backbone activation or a CfC closed form
-that writes its neurons of the new state. The stages that read the input or the state form
-the *group*: their input terms are computed for all steps before the loop in one matrix
-product, and their state terms in one product per step.
+from the input ``u_t``, a block ``c_s`` of the previous state ``y_{t-1}`` and the previous
+stage's output ``z_{s-1}`` (each term optional), then either applies a backbone activation
+or a CfC closed form that writes its neurons of the new state. The input terms of all steps
+are computed before the loop, in one matrix product per stage.
 
 The weights are folded so that each step needs few operations:
 
@@ -22,15 +21,18 @@ The weights are folded so that each step needs few operations:
   sigmoid.
 * With a number as elapsed time, the gate ``t_a dt + t_b`` is one head: its rows are
   ``dt W_a + W_b``. With a tensor of per-sample times both heads are kept.
+* A wiring layer reads only the block of the state that holds its sources when they are
+  contiguous (for an NCP, its own neurons), not the whole state.
 
 The folds are ordinary differentiable tensor operations, so autograd carries gradients from
-the folded weights back to the parameters. The time loop itself runs inside
-``torch.autograd.Function``: its forward keeps only what the backward needs (each step's
-state and stage outputs), and its backward walks the steps in reverse with two or three small
-matrix products per step, then computes every weight gradient with one large matrix product
-over all steps.
+the folded weights back to the parameters. The time loop runs inside
+``torch.autograd.Function``: its forward keeps what the backward needs (each step's state and
+each stage's pre-activation or sigmoid), and its backward walks the steps in reverse with one
+or two small matrix products per stage, then computes every weight gradient with one large
+matrix product over all steps. Every per-step view is sliced once before the loop, because in
+a loop of microsecond operations the Python cost of slicing matters.
 
-Shapes: B batch, T steps, F input features, N neurons, R_G the group's pre-activation width.
+Shapes: B batch, T steps, F input features, N neurons.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._fast import DerivedCache, grad_needed
+from ._fast import DerivedCache, grad_needed, step_threads
 
 # LeCun's tanh: 1.7159 tanh(0.666 x) = 3.4318 sigmoid(1.332 x) - 1.7159.
 LECUN_SCALE = 1.7159
@@ -59,17 +61,21 @@ CLOSED_FORMS = ("default", "no_gate", "pure")
 _CACHE = DerivedCache()
 
 
+# ---------------------------------------------------------------------- programs
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One stage of a CfC program (static description; the tensors live in ``Program``).
+    """One stage of a CfC program (static; the tensors live in ``Program``).
 
     Attributes:
         kind: a backbone activation ("lecun_tanh", "tanh", "relu", "gelu", "silu") or a
             closed form ("default", "no_gate", "pure").
-        rows: width of the pre-activation ``p``.
+        rows: width of the pre-activation ``p``. A closed form has ``[2 f_1, 2 f_2, gate]``
+            (3H), ``[2 f_1, 2 f_2, t_a, t_b]`` (4H, per-sample times) or ``f_1`` (H, "pure").
         width: width of the output ``z`` (``rows`` for an activation, H for a closed form).
-        group_offset: first column of its pre-activation in the group block, or None when the
-            stage reads only the previous stage's output.
+        reads_input: whether ``p`` has an input term (computed before the loop).
+        state_columns: the ``(start, stop)`` block of the state it reads, or None.
         fresh: whether it reads the previous stage's output.
         state_offset: for a closed form, the first internal state index that it writes.
     """
@@ -77,7 +83,8 @@ class Stage:
     kind: str
     rows: int
     width: int
-    group_offset: int | None
+    reads_input: bool
+    state_columns: tuple[int, int] | None
     fresh: bool
     state_offset: int | None
 
@@ -92,81 +99,68 @@ class Program:
 
     Attributes:
         stages: the stages in execution order.
-        per_sample_gate: closed forms keep separate ``t_a`` and ``t_b`` rows (tensor dt).
         order: internal state position -> neuron id, or None when they coincide.
-        input_weight: (R_G, F) input weights of the group.
-        input_bias: (R_G,) biases of the group.
-        state_weight: (R_G, N) state weights of the group, columns in internal order.
+        input_weights: per stage, (rows, F) or None.
+        biases: per stage, (rows,).
+        state_weights: per stage, (rows, stop - start) or None.
         fresh_weights: per stage, (rows, width of the previous stage) or None.
-        biases: per stage outside the group, (rows,); None inside the group.
         pure: per "pure" stage, ``(|w_tau|, A)``, each (H,); None otherwise.
     """
 
     stages: tuple[Stage, ...]
-    per_sample_gate: bool
     order: Tensor | None
-    input_weight: Tensor
-    input_bias: Tensor
-    state_weight: Tensor
+    input_weights: list[Tensor | None]
+    biases: list[Tensor]
+    state_weights: list[Tensor | None]
     fresh_weights: list[Tensor | None]
-    biases: list[Tensor | None]
     pure: list[tuple[Tensor, Tensor] | None]
 
-    def flat_tensors(self) -> list[Tensor]:
-        """Return the tensors the loop reads, in the order ``unflatten`` expects."""
-        tensors = [self.state_weight]
+    def loop_tensors(self) -> list[Tensor]:
+        """Return the tensors the loop reads besides the input terms, in ``Weights`` order."""
+        tensors = [w for w in self.state_weights if w is not None]
         tensors += [w for w in self.fresh_weights if w is not None]
-        tensors += [b for b in self.biases if b is not None]
+        tensors += [b for b, s in zip(self.biases, self.stages) if not s.reads_input]
         for pair in self.pure:
             if pair is not None:
                 tensors += list(pair)
         return tensors
 
+    def input_terms(self, x_time: Tensor) -> list[Tensor]:
+        """Return ``W^x_s u + b_s`` for every stage that reads the input, (T, B, rows)."""
+        return [
+            F.linear(x_time, weight, bias)
+            for weight, bias in zip(self.input_weights, self.biases)
+            if weight is not None
+        ]
+
 
 @dataclass
-class _LoopWeights:
-    """Per-stage tensors laid out for the loop: transposed weights and the closed-form data."""
+class Weights:
+    """``Program.loop_tensors()`` split per stage, with the transposes the loop multiplies by."""
 
-    state_t: Tensor  # (N, R_G)
-    state: Tensor  # (R_G, N)
-    fresh_t: list[Tensor | None]  # (width_prev, rows)
-    fresh: list[Tensor | None]  # (rows, width_prev)
-    biases: list[Tensor | None]
+    state: list[Tensor | None]  # (rows, width)
+    state_t: list[Tensor | None]  # (width, rows)
+    fresh: list[Tensor | None]
+    fresh_t: list[Tensor | None]
+    biases: list[Tensor | None]  # stages without an input term
     pure: list[tuple[Tensor, Tensor] | None]
 
 
-def _loop_weights(stages: tuple[Stage, ...], tensors: list[Tensor]) -> _LoopWeights:
-    """Split ``Program.flat_tensors()`` back into per-stage lists."""
-    position = 0
-    state = tensors[position]
-    position += 1
-    fresh: list[Tensor | None] = []
-    for stage in stages:
-        fresh.append(tensors[position] if stage.fresh else None)
-        position += stage.fresh
-    biases: list[Tensor | None] = []
-    for stage in stages:
-        outside = stage.group_offset is None
-        biases.append(tensors[position] if outside else None)
-        position += outside
-    pure: list[tuple[Tensor, Tensor] | None] = []
-    for stage in stages:
-        if stage.kind == "pure":
-            pure.append((tensors[position], tensors[position + 1]))
-            position += 2
-        else:
-            pure.append(None)
-    return _LoopWeights(
-        state_t=state.t(),
+def split_tensors(stages: tuple[Stage, ...], tensors: list[Tensor]) -> Weights:
+    """Split ``Program.loop_tensors()`` back into per-stage lists."""
+    values = iter(tensors)
+    state = [next(values) if s.state_columns is not None else None for s in stages]
+    fresh = [next(values) if s.fresh else None for s in stages]
+    biases = [next(values) if not s.reads_input else None for s in stages]
+    pure = [(next(values), next(values)) if s.kind == "pure" else None for s in stages]
+    return Weights(
         state=state,
-        fresh_t=[w.t() if w is not None else None for w in fresh],
+        state_t=[w.t() if w is not None else None for w in state],
         fresh=fresh,
+        fresh_t=[w.t() if w is not None else None for w in fresh],
         biases=biases,
         pure=pure,
     )
-
-
-# ---------------------------------------------------------------------- building programs
 
 
 def _fold_heads(weight: Tensor, bias: Tensor, mode: str, dt: float | None):
@@ -190,10 +184,10 @@ def _fold_heads(weight: Tensor, bias: Tensor, mode: str, dt: float | None):
     )
 
 
-def _closed_form_rows(mode: str, hidden: int, per_sample_gate: bool) -> int:
+def _closed_form_rows(mode: str, hidden: int, dt: float | None) -> int:
     if mode == "pure":
         return hidden
-    return 4 * hidden if per_sample_gate else 3 * hidden
+    return 4 * hidden if dt is None else 3 * hidden
 
 
 def dense_program(cell, dt: float | None) -> Program:
@@ -202,53 +196,48 @@ def dense_program(cell, dt: float | None) -> Program:
     linears = [m for m in cell.backbone if isinstance(m, torch.nn.Linear)]
     activation = cell.backbone_activation
     scale = SIGMOID_FORMS[activation][0] if activation in SIGMOID_FORMS else 1.0
-    per_sample_gate = dt is None and cell.mode != "pure"
-
-    stages: list[Stage] = []
-    fresh_weights: list[Tensor | None] = []
-    biases: list[Tensor | None] = []
-    pure: list[tuple[Tensor, Tensor] | None] = []
-
     heads_weight, heads_bias = _fold_heads(cell.heads.weight, cell.heads.bias, cell.mode, dt)
-    heads_rows = _closed_form_rows(cell.mode, hidden, per_sample_gate)
-    pure_pair = (cell.w_tau.abs(), cell.A) if cell.mode == "pure" else None
+    heads_rows = _closed_form_rows(cell.mode, hidden, dt)
+    heads_pure = (cell.w_tau.abs(), cell.A) if cell.mode == "pure" else None
 
-    if linears:
-        first = linears[0]
-        group_weight = scale * first.weight  # (U, I + H)
-        group_bias = scale * first.bias
-        width = first.out_features
-        stages.append(Stage(activation, width, width, 0, False, None))
-        fresh_weights.append(None)
-        biases.append(None)
-        pure.append(None)
-        for linear in linears[1:]:
-            width = linear.out_features
-            stages.append(Stage(activation, width, width, None, True, None))
-            fresh_weights.append(scale * linear.weight)
-            biases.append(scale * linear.bias)
-            pure.append(None)
-        stages.append(Stage(cell.mode, heads_rows, hidden, None, True, 0))
-        fresh_weights.append(heads_weight)
-        biases.append(heads_bias)
-        pure.append(pure_pair)
-    else:
-        group_weight, group_bias = heads_weight, heads_bias  # (rows, I + H)
-        stages.append(Stage(cell.mode, heads_rows, hidden, 0, False, 0))
-        fresh_weights.append(None)
-        biases.append(None)
-        pure.append(pure_pair)
+    if not linears:  # the heads read [u; h] directly
+        return Program(
+            stages=(Stage(cell.mode, heads_rows, hidden, True, (0, hidden), False, 0),),
+            order=None,
+            input_weights=[heads_weight[:, :inputs]],
+            biases=[heads_bias],
+            state_weights=[heads_weight[:, inputs:]],
+            fresh_weights=[None],
+            pure=[heads_pure],
+        )
 
+    first = linears[0]
+    width = first.out_features
+    stages = [Stage(activation, width, width, True, (0, hidden), False, None)]
+    input_weights = [scale * first.weight[:, :inputs]]
+    biases = [scale * first.bias]
+    state_weights = [scale * first.weight[:, inputs:]]
+    fresh_weights: list[Tensor | None] = [None]
+    for linear in linears[1:]:
+        width = linear.out_features
+        stages.append(Stage(activation, width, width, False, None, True, None))
+        input_weights.append(None)
+        biases.append(scale * linear.bias)
+        state_weights.append(None)
+        fresh_weights.append(scale * linear.weight)
+    stages.append(Stage(cell.mode, heads_rows, hidden, False, None, True, 0))
+    input_weights.append(None)
+    biases.append(heads_bias)
+    state_weights.append(None)
+    fresh_weights.append(heads_weight)
     return Program(
         stages=tuple(stages),
-        per_sample_gate=per_sample_gate,
         order=None,
-        input_weight=group_weight[:, :inputs],
-        input_bias=group_bias,
-        state_weight=group_weight[:, inputs:],
-        fresh_weights=fresh_weights,
+        input_weights=input_weights,
         biases=biases,
-        pure=pure,
+        state_weights=state_weights,
+        fresh_weights=fresh_weights,
+        pure=[None] * (len(stages) - 1) + [heads_pure],
     )
 
 
@@ -256,16 +245,11 @@ def wired_program(cell, dt: float | None) -> Program:
     """Build the program of a ``WiredCfCCell``; every wiring layer is a closed-form stage."""
     layers = list(cell.layers)
     units, inputs = cell.state_size, cell.sensory_size
-    per_sample_gate = dt is None and cell.mode != "pure"
 
     # Internal state order: the neuron ids when every layer is a contiguous run of ids (true
-    # for NCP wirings), so stage outputs are slices of the state; otherwise layer order.
+    # for NCP wirings), so that stage outputs are slices of the state; otherwise layer order.
     ids = [layer.neuron_ids for layer in layers]
-    contiguous = all(
-        bool(torch.equal(i, torch.arange(int(i[0]), int(i[0]) + len(i), device=i.device)))
-        for i in ids
-    )
-    if contiguous:
+    if all(_is_run(i) for i in ids):
         order = None
         position = torch.arange(units, device=ids[0].device)
         offsets = [int(i[0]) for i in ids]
@@ -273,16 +257,9 @@ def wired_program(cell, dt: float | None) -> Program:
         order = torch.cat(ids)
         position = torch.empty_like(order)
         position[order] = torch.arange(units, device=order.device)
-        offsets, start = [], 0
-        for i in ids:
-            offsets.append(start)
-            start += len(i)
+        offsets = torch.tensor([0] + [len(i) for i in ids]).cumsum(0)[:-1].tolist()
 
-    stages: list[Stage] = []
-    fresh_weights: list[Tensor | None] = []
-    input_weights, input_biases, state_weights = [], [], []
-    pure: list[tuple[Tensor, Tensor] | None] = []
-    group_offset = 0
+    stages, input_weights, biases, state_weights, fresh_weights, pure = [], [], [], [], [], []
     previous_width = 0
     for layer, offset in zip(layers, offsets):
         hidden = layer.size
@@ -290,48 +267,65 @@ def wired_program(cell, dt: float | None) -> Program:
         weight, bias = _fold_heads(layer.masked_weight(), layer.bias, layer.mode, dt)
         rows = weight.shape[0]
 
-        # Scatter the layer's source columns into full-width matrices.
-        input_weight = weight.new_zeros(rows, inputs)
+        # The layer's state sources: a contiguous block when possible, else the whole state
+        # with zero columns where the layer has no synapse.
+        sources = position[layer.state_sources]
+        state_part = weight[:, n_x + n_fresh :]
+        if _is_run(torch.sort(sources).values):
+            start = int(sources.min())
+            columns = (start, start + len(sources))
+            state_weight = weight.new_zeros(rows, len(sources)).index_add(
+                1, sources - start, state_part
+            )
+        else:
+            columns = (0, units)
+            state_weight = weight.new_zeros(rows, units).index_add(1, sources, state_part)
+
+        input_weight = None
         if n_x:
-            input_weight = input_weight.index_add(1, layer.x_sources, weight[:, :n_x])
-        state_weight = weight.new_zeros(rows, units).index_add(
-            1, position[layer.state_sources], weight[:, n_x + n_fresh :]
-        )
+            input_weight = weight.new_zeros(rows, inputs).index_add(
+                1, layer.x_sources, weight[:, :n_x]
+            )
         fresh_weight = None
         if n_fresh:
             fresh_weight = weight.new_zeros(rows, previous_width).index_add(
                 1, layer.fresh_sources, weight[:, n_x : n_x + n_fresh]
             )
 
-        stages.append(Stage(layer.mode, rows, hidden, group_offset, n_fresh > 0, offset))
+        stages.append(Stage(layer.mode, rows, hidden, n_x > 0, columns, n_fresh > 0, offset))
         input_weights.append(input_weight)
-        input_biases.append(bias)
+        biases.append(bias)
         state_weights.append(state_weight)
         fresh_weights.append(fresh_weight)
         pure.append((layer.w_tau.abs(), layer.A) if layer.mode == "pure" else None)
-        group_offset += rows
         previous_width = hidden
 
     return Program(
         stages=tuple(stages),
-        per_sample_gate=per_sample_gate,
         order=order,
-        input_weight=torch.cat(input_weights, dim=0),
-        input_bias=torch.cat(input_biases, dim=0),
-        state_weight=torch.cat(state_weights, dim=0),
+        input_weights=input_weights,
+        biases=biases,
+        state_weights=state_weights,
         fresh_weights=fresh_weights,
-        biases=[None] * len(stages),
         pure=pure,
     )
 
 
+def _is_run(values: Tensor) -> bool:
+    """Whether ``values`` is ``start, start + 1, ..., start + n - 1``."""
+    if values.numel() == 0:
+        return False
+    start = int(values[0])
+    expected = torch.arange(start, start + values.numel(), device=values.device)
+    return bool(torch.equal(values, expected))
+
+
 @dataclass
 class Prepared:
-    """A program with the derived tensors its loops use, cached for inference."""
+    """A program with what its loops need, cached for inference."""
 
     program: Program
-    loop: _LoopWeights
-    input_t: Tensor  # (F, R_G)
+    weights: Weights
     inverse: Tensor | None  # neuron id -> internal position
     constants: dict[str, Tensor]
 
@@ -345,12 +339,12 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
 
     def build() -> Prepared:
         program = (wired_program if hasattr(cell, "layers") else dense_program)(cell, dt)
+        reference = program.biases[0]
         return Prepared(
             program,
-            _loop_weights(program.stages, program.flat_tensors()),
-            program.input_weight.t(),
+            split_tensors(program.stages, program.loop_tensors()),
             _inverse(program.order) if program.order is not None else None,
-            constants_like(program.input_weight),
+            constants_like(reference),
         )
 
     if record:
@@ -365,112 +359,6 @@ def supports_fast_path(cell) -> bool:
     return not (cell.training and dropout > 0.0)
 
 
-# ---------------------------------------------------------------------- one step, forward
-
-
-def saved_widths(stage: Stage) -> list[int]:
-    """Return the widths of the (B, width) tensors that the backward needs from a stage.
-
-    Sigmoid-form activations keep their sigmoid, the other activations their pre-activation,
-    "default" and "no_gate" the sigmoids of ``[2 f_1, 2 f_2, gate]``, "pure" ``f_1`` and its
-    decay factor.
-    """
-    if stage.kind in SIGMOID_FORMS or stage.kind in PLAIN_ACTIVATIONS:
-        return [stage.rows]
-    if stage.kind == "pure":
-        return [stage.width, stage.width]
-    return [3 * stage.width]
-
-
-def _stage_forward(
-    stage: Stage,
-    pre: Tensor,
-    dt: float | Tensor,
-    pure: tuple[Tensor, Tensor] | None,
-    constants: dict[str, Tensor],
-    out: Tensor | None,
-    saved: list[Tensor] | None,
-) -> Tensor:
-    """Run one stage on its pre-activation (B, rows) and return its output (B, width).
-
-    ``out`` receives a closed form's output (a slice of the new state). ``saved``, when given,
-    are (B, ...) destinations for the tensors listed by ``saved_widths``.
-    """
-    kind = stage.kind
-    if kind in SIGMOID_FORMS:
-        _, output_scale, _ = SIGMOID_FORMS[kind]
-        s = torch.sigmoid(pre, out=saved[0]) if saved else torch.sigmoid(pre)
-        return torch.add(constants[kind], s, alpha=output_scale)  # a scaled tanh
-    if kind in PLAIN_ACTIVATIONS:
-        if saved:
-            saved[0].copy_(pre)
-        if kind == "relu":
-            return torch.relu(pre)
-        return F.gelu(pre) if kind == "gelu" else F.silu(pre)
-
-    hidden = stage.width
-    if kind == "pure":
-        magnitude, amplitude = pure
-        if saved:
-            saved[0].copy_(pre)
-        decay = torch.add(pre.abs(), magnitude)  # |f_1| + |w_tau|
-        decay = torch.exp(decay.mul_(-dt), out=saved[1] if saved else None)
-        # A - A e f_1
-        return torch.addcmul(amplitude, amplitude * decay, pre, value=-1.0, out=out)
-
-    s = saved[0] if saved else torch.empty_like(pre[:, : 3 * hidden])
-    if stage.rows == 4 * hidden:  # per-sample times: the gate is t_a dt + t_b
-        torch.sigmoid(pre[:, : 2 * hidden], out=s[:, : 2 * hidden])
-        gate = torch.addcmul(pre[:, 3 * hidden :], pre[:, 2 * hidden : 3 * hidden], dt)
-        torch.sigmoid(gate, out=s[:, 2 * hidden :])
-    else:
-        torch.sigmoid(pre, out=s)  # (B, 3H): sigmoid(2 f_1), sigmoid(2 f_2), gate
-    tanh_f = torch.add(constants["closed_form"], s[:, : 2 * hidden], alpha=2.0)  # tanh f_1, f_2
-    gate = s[:, 2 * hidden :]
-    if kind == "default":
-        return torch.lerp(tanh_f[:, :hidden], tanh_f[:, hidden:], gate, out=out)
-    return torch.addcmul(tanh_f[:, :hidden], gate, tanh_f[:, hidden:], out=out)
-
-
-def _step(
-    stages: tuple[Stage, ...],
-    weights: _LoopWeights,
-    px: Tensor,
-    y: Tensor,
-    dt: float | Tensor,
-    constants: dict[str, Tensor],
-    new_state: Tensor,
-    base_out: Tensor | None = None,
-    saved: list[list[Tensor]] | None = None,
-) -> None:
-    """Advance one step: write the new state into ``new_state`` (B, N).
-
-    ``px`` (B, R_G) is the group's input term plus bias. ``base_out``, when given, receives the
-    group's pre-activations; ``saved[s]`` are stage ``s``'s destinations for the backward.
-    """
-    base = torch.addmm(px, y, weights.state_t, out=base_out)  # (B, R_G)
-    z = None
-    for index, stage in enumerate(stages):
-        if stage.group_offset is not None:
-            pre = base[:, stage.group_offset : stage.group_offset + stage.rows]
-            if stage.fresh:
-                pre = torch.addmm(pre, z, weights.fresh_t[index])
-        else:
-            pre = torch.addmm(weights.biases[index], z, weights.fresh_t[index])
-        out = None
-        if stage.closed_form:
-            out = new_state[:, stage.state_offset : stage.state_offset + stage.width]
-        z = _stage_forward(
-            stage,
-            pre,
-            dt,
-            weights.pure[index],
-            constants,
-            out,
-            saved[index] if saved is not None else None,
-        )
-
-
 def constants_like(like: Tensor) -> dict[str, Tensor]:
     """Return the 0-d shift constants of the sigmoid forms, in ``like``'s dtype and device."""
     constants = {name: like.new_full((), shift) for name, (_, _, shift) in SIGMOID_FORMS.items()}
@@ -478,246 +366,421 @@ def constants_like(like: Tensor) -> dict[str, Tensor]:
     return constants
 
 
-# ---------------------------------------------------------------------- one step, backward
+def _inverse(order: Tensor) -> Tensor:
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    return inverse
 
 
-def _stage_backward(
-    stage: Stage,
-    grad: Tensor,
-    saved: list[Tensor],
-    dt: float | Tensor,
-    pure: tuple[Tensor, Tensor] | None,
-    grad_pre: Tensor,
-    pure_grads: list[Tensor] | None,
-) -> None:
-    """Write d(loss)/d(pre-activation) into ``grad_pre`` (B, rows), given d(loss)/d(output).
+# ---------------------------------------------------------------------- per-stage kernels
 
-    ``pure_grads`` accumulates the (B, H) gradients of ``|w_tau|`` and ``A``.
+
+class _StageRun:
+    """One stage's buffers and per-step views for one run of the loop.
+
+    ``pre[t]`` (B, rows) receives the stage's pre-activation at step t; after the step it
+    holds what the backward needs: the sigmoids of a sigmoid-form activation or of a
+    "default" or "no_gate" closed form (its first 3H columns), or else the pre-activation;
+    "pure" also keeps its decay factor in ``decay[t]``. With ``steps=None`` (inference) one
+    buffer serves every step.
     """
-    kind = stage.kind
-    if kind in SIGMOID_FORMS:
-        _, output_scale, _ = SIGMOID_FORMS[kind]
+
+    def __init__(self, stage: Stage, steps: int | None, batch: int, like: Tensor):
+        self.stage = stage
+        kind, rows, width = stage.kind, stage.rows, stage.width
+        buffer = like.new_empty(steps or 1, batch, rows)
+        self.buffer = buffer
+        self.pre = _per_step(buffer, steps)
+        self.output = like.new_empty(batch, width) if not stage.closed_form else None
+        if kind == "pure":
+            self.decay_buffer = like.new_empty(steps or 1, batch, width)
+            self.decay = _per_step(self.decay_buffer, steps)
+        if kind in ("default", "no_gate"):
+            hidden = width
+            self.sigmoids = _per_step(buffer[:, :, : 3 * hidden], steps)
+            self.sigmoid_f = _per_step(buffer[:, :, : 2 * hidden], steps)
+            self.s1 = _per_step(buffer[:, :, :hidden], steps)
+            self.s2 = _per_step(buffer[:, :, hidden : 2 * hidden], steps)
+            self.gate = _per_step(buffer[:, :, 2 * hidden : 3 * hidden], steps)
+            self.t_b = None
+            if rows == 4 * hidden:
+                self.t_b = _per_step(buffer[:, :, 3 * hidden :], steps)
+            self.tanh = like.new_empty(batch, 2 * hidden)
+            self.tanh_1, self.tanh_2 = self.tanh[:, :hidden], self.tanh[:, hidden:]
+
+    def forward(self, t: int, dt, constants, pure, out: Tensor | None) -> Tensor:
+        """Apply the stage to ``pre[t]`` (already filled); return its output (B, width).
+
+        A closed form writes its output into ``out``, its slice of the new state.
+        """
+        kind = self.stage.kind
+        pre = self.pre[t]
+        if kind in SIGMOID_FORMS:
+            _, output_scale, _ = SIGMOID_FORMS[kind]
+            s = pre.sigmoid_()
+            return torch.add(constants[kind], s, alpha=output_scale, out=self.output)
+        if kind == "relu":
+            return torch.clamp_min(pre, 0.0, out=self.output)
+        if kind == "gelu":
+            return F.gelu(pre)
+        if kind == "silu":
+            return F.silu(pre)
+        if kind == "pure":
+            magnitude, amplitude = pure
+            decay = torch.add(pre.abs(), magnitude, out=self.decay[t]).mul_(-dt).exp_()
+            # A - A e f_1
+            return torch.addcmul(amplitude, amplitude * decay, pre, value=-1.0, out=out)
+
+        gate = self.gate[t]
+        if self.t_b is not None:  # per-sample times: the gate is t_a dt + t_b
+            torch.addcmul(self.t_b[t], gate, dt, out=gate)
+        self.sigmoids[t].sigmoid_()  # sigmoid(2 f_1), sigmoid(2 f_2), gate
+        torch.add(constants["closed_form"], self.sigmoid_f[t], alpha=2.0, out=self.tanh)
+        if kind == "default":
+            return torch.lerp(self.tanh_1, self.tanh_2, gate, out=out)
+        return torch.addcmul(self.tanh_1, gate, self.tanh_2, out=out)
+
+    def outputs(self) -> Tensor:
+        """Return the output at every step (T, B, width) of an activation stage, recomputed
+        from what the forward kept."""
+        kind, saved = self.stage.kind, self.buffer
+        if kind in SIGMOID_FORMS:
+            _, output_scale, shift = SIGMOID_FORMS[kind]
+            return saved * output_scale + shift
+        if kind == "relu":
+            return torch.relu(saved)
+        return F.gelu(saved) if kind == "gelu" else F.silu(saved)
+
+
+class _StageGrad:
+    """One stage's gradient buffers for the backward: ``grad_pre[t]`` (B, rows)."""
+
+    def __init__(self, run: _StageRun, steps: int, batch: int):
+        stage = self.stage = run.stage
+        self.run = run
+        like = run.buffer
+        self.buffer = like.new_empty(steps, batch, stage.rows)
+        self.grad_pre = self.buffer.unbind(0)
+        if stage.kind == "pure":
+            self.grad_magnitude = like.new_zeros(batch, stage.width)
+            self.grad_amplitude = like.new_zeros(batch, stage.width)
+        if stage.kind in ("default", "no_gate"):
+            hidden = stage.width
+            self.upstream = like.new_empty(batch, 3 * hidden)  # d(loss)/d(sigmoids)
+            self.up_1 = self.upstream[:, :hidden]
+            self.up_2 = self.upstream[:, hidden : 2 * hidden]
+            self.up_gate = self.upstream[:, 2 * hidden :]
+            self.twice = like.new_empty(batch, hidden)
+            rows = self.buffer
+            self.grad_sigmoids = rows[:, :, : 3 * hidden].unbind(0)
+            if stage.rows == 4 * hidden:
+                self.grad_f = rows[:, :, : 2 * hidden].unbind(0)
+                self.grad_t_a = rows[:, :, 2 * hidden : 3 * hidden].unbind(0)
+                self.grad_t_b = rows[:, :, 3 * hidden :].unbind(0)
+
+    def backward(self, t: int, grad: Tensor, dt, pure) -> Tensor:
+        """Write d(loss)/d(pre[t]) into ``grad_pre[t]`` from d(loss)/d(output) and return it."""
+        kind, run = self.stage.kind, self.run
+        grad_pre = self.grad_pre[t]
+        saved = run.pre[t]
+        if kind in SIGMOID_FORMS:
+            _, output_scale, _ = SIGMOID_FORMS[kind]
+            return torch.ops.aten.sigmoid_backward.grad_input(
+                grad * output_scale, saved, grad_input=grad_pre
+            )
+        if kind == "relu":
+            return torch.ops.aten.threshold_backward.grad_input(
+                grad, saved, 0.0, grad_input=grad_pre
+            )
+        if kind == "gelu":
+            return grad_pre.copy_(torch.ops.aten.gelu_backward(grad, saved))
+        if kind == "silu":
+            return grad_pre.copy_(torch.ops.aten.silu_backward(grad, saved))
+
+        if kind == "pure":
+            magnitude, amplitude = pure
+            decay = run.decay[t]
+            # d/df_1 of A - A e f_1, with e = exp(-dt (|w| + |f_1|)): -A e (1 - dt |f_1|).
+            torch.mul(saved.abs(), dt, out=grad_pre).sub_(1.0).mul_(decay).mul_(amplitude)
+            grad_pre.mul_(grad)
+            # d/dA = 1 - e f_1 and d/d|w| = A e f_1 dt.
+            e_f = decay * saved
+            self.grad_amplitude.addcmul_(grad, 1.0 - e_f)
+            self.grad_magnitude.addcmul_(grad, e_f.mul_(amplitude).mul_(dt))
+            return grad_pre
+
+        s1, s2, gate = run.s1[t], run.s2[t], run.gate[t]
+        twice = torch.mul(grad, 2.0, out=self.twice)  # the tanh of each head is 2 s - 1
+        if kind == "default":  # h = t1 (1 - g) + t2 g
+            torch.mul(twice, gate, out=self.up_2)
+            torch.sub(twice, self.up_2, out=self.up_1)
+            torch.sub(s2, s1, out=self.up_gate).mul_(twice)
+        else:  # h = t1 + g t2
+            self.up_1.copy_(twice)
+            torch.mul(twice, gate, out=self.up_2)
+            torch.mul(s2, 2.0, out=self.up_gate).sub_(1.0).mul_(grad)
+        sigmoids = run.sigmoids[t]
+        if self.stage.rows == 3 * self.stage.width:
+            torch.ops.aten.sigmoid_backward.grad_input(
+                self.upstream, sigmoids, grad_input=self.grad_sigmoids[t]
+            )
+            return grad_pre
+        # Per-sample times: gate = sigmoid(t_a dt + t_b).
+        hidden = self.stage.width
         torch.ops.aten.sigmoid_backward.grad_input(
-            grad * output_scale, saved[0], grad_input=grad_pre
+            self.upstream[:, : 2 * hidden], run.sigmoid_f[t], grad_input=self.grad_f[t]
         )
-        return
-    if kind == "relu":
-        torch.ops.aten.threshold_backward.grad_input(grad, saved[0], 0.0, grad_input=grad_pre)
-        return
-    if kind == "gelu":
-        grad_pre.copy_(torch.ops.aten.gelu_backward(grad, saved[0]))
-        return
-    if kind == "silu":
-        grad_pre.copy_(torch.ops.aten.silu_backward(grad, saved[0]))
-        return
-
-    hidden = stage.width
-    if kind == "pure":
-        f1, decay = saved
-        magnitude, amplitude = pure
-        # d/df_1 of A - A e f_1, with e = exp(-dt (|w| + |f_1|)): -A e (1 - dt |f_1|).
-        torch.mul(f1.abs(), -dt, out=grad_pre).add_(1.0).mul_(decay).mul_(amplitude)
-        grad_pre.mul_(grad).neg_()
-        # d/dA = 1 - e f_1 and d/d|w| = A e f_1 dt.
-        e_f = decay * f1
-        pure_grads[1].addcmul_(grad, 1.0 - e_f)
-        pure_grads[0].addcmul_(grad, e_f * amplitude * dt)
-        return
-
-    s = saved[0]  # (B, 3H): sigmoid(2 f_1), sigmoid(2 f_2), gate
-    s1, s2, gate = s[:, :hidden], s[:, hidden : 2 * hidden], s[:, 2 * hidden :]
-    upstream = torch.empty_like(s)  # d(loss)/d(s)
-    twice = grad * 2.0
-    if kind == "default":
-        # h = t1 (1 - g) + t2 g with t = 2 s - 1.
-        torch.mul(twice, gate, out=upstream[:, hidden : 2 * hidden])
-        torch.sub(twice, upstream[:, hidden : 2 * hidden], out=upstream[:, :hidden])
-        torch.sub(s2, s1, out=upstream[:, 2 * hidden :]).mul_(twice)
-    else:
-        # h = t1 + g t2.
-        upstream[:, :hidden] = twice
-        torch.mul(twice, gate, out=upstream[:, hidden : 2 * hidden])
-        torch.mul(s2, 2.0, out=upstream[:, 2 * hidden :]).sub_(1.0).mul_(grad)
-    if stage.rows == 4 * hidden:  # per-sample times: gate = sigmoid(t_a dt + t_b)
-        torch.ops.aten.sigmoid_backward.grad_input(
-            upstream[:, : 2 * hidden], s[:, : 2 * hidden], grad_input=grad_pre[:, : 2 * hidden]
+        grad_gate = torch.ops.aten.sigmoid_backward.grad_input(
+            self.up_gate, gate, grad_input=self.grad_t_b[t]
         )
-        gate_grad = grad_pre[:, 3 * hidden :]
-        torch.ops.aten.sigmoid_backward.grad_input(
-            upstream[:, 2 * hidden :], gate, grad_input=gate_grad
-        )
-        torch.mul(gate_grad, dt, out=grad_pre[:, 2 * hidden : 3 * hidden])
-    else:
-        torch.ops.aten.sigmoid_backward.grad_input(upstream, s, grad_input=grad_pre)
+        torch.mul(grad_gate, dt, out=self.grad_t_a[t])
+        return grad_pre
 
 
-# ---------------------------------------------------------------------- the sequence
+def _per_step(buffer: Tensor, steps: int | None):
+    """Return per-step views of a (T, ...) buffer, or of its single slot for inference."""
+    views = buffer.unbind(0)
+    return views if steps else _Repeat(views[0])
 
 
-def _dt_at(dt: float | Tensor, t: int) -> float | Tensor:
+class _Repeat:
+    """A sequence whose every item is the same view (one inference buffer for all steps)."""
+
+    def __init__(self, item: Tensor):
+        self.item = item
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.item
+
+
+# ---------------------------------------------------------------------- the loops
+
+
+def _dt_at(dt, t: int):
     return dt if isinstance(dt, float) else dt[t]
+
+
+def _step_elements(stages: tuple[Stage, ...], batch: int) -> int:
+    """Return the output size of a step's largest operation (see ``step_threads``)."""
+    return batch * max(stage.rows for stage in stages)
+
+
+def _forward_steps(
+    stages, weights: Weights, runs, inputs, previous, new, constants, dt, t_range, offset=0
+):
+    """Run steps ``t_range``: ``previous[t]`` (B, N) -> ``new[t]``.
+
+    ``inputs[s][t - offset]`` is stage s's input term at step t; ``previous[s]`` and
+    ``new[s]`` give each stage's per-step views of the old state block it reads and of the
+    new state slice it writes.
+    """
+    for t in t_range:
+        dt_t = _dt_at(dt, t)
+        z = None
+        for index, stage in enumerate(stages):
+            run = runs[index]
+            pre = run.pre[t]
+            source = inputs[index][t - offset] if stage.reads_input else weights.biases[index]
+            if stage.state_columns is not None:
+                torch.addmm(source, previous[index][t], weights.state_t[index], out=pre)
+                if stage.fresh:
+                    pre.addmm_(z, weights.fresh_t[index])
+            elif stage.fresh:
+                torch.addmm(source, z, weights.fresh_t[index], out=pre)
+            else:
+                pre.copy_(source)
+            out = new[index][t] if stage.closed_form else None
+            z = run.forward(t, dt_t, constants, weights.pure[index], out)
+
+
+def _state_views(stages, states: Tensor, first: int, last: int | None):
+    """Return, per stage, the per-step views of ``states[first:last]`` that it reads
+    (``state_columns``) or writes (``state_offset``)."""
+    reads, writes = [], []
+    block = states[first:last]
+    for stage in stages:
+        if stage.state_columns is not None:
+            start, stop = stage.state_columns
+            reads.append(block[:, :, start:stop].unbind(0))
+        else:
+            reads.append(None)
+        if stage.closed_form:
+            offset = stage.state_offset
+            writes.append(block[:, :, offset : offset + stage.width].unbind(0))
+        else:
+            writes.append(None)
+    return reads, writes
 
 
 class CfCSequence(torch.autograd.Function):
     """The CfC time loop as one autograd node; see the module docstring.
 
-    Inputs: the static ``stages``, ``keep`` (return every state, else only the last), ``px``
-    (T, B, R_G), ``y0`` (B, N), ``dt`` (a float or a (T, B, 1) tensor without gradient),
-    ``mask`` ((T, B, 1) of 0/1 or None), a dict of 0-d constants, and the program's flat
-    tensors. Returns the states (T, B, N) with ``keep``, else the final state (B, N).
+    Inputs: the static ``stages``, ``keep`` (return every state, else only the last), the
+    number of input terms, ``y0`` (B, N), ``dt`` (a float or a (T, B, 1) tensor without
+    gradient), ``mask`` ((T, B, 1) of 0/1 or None), a dict of 0-d constants, the input terms
+    (T, B, rows) of the stages that read the input, and ``Program.loop_tensors()``. Returns
+    the states (T, B, N) with ``keep``, else the final state (B, N).
     """
 
     @staticmethod
-    def forward(ctx, stages, keep, px, y0, dt, mask, constants, *tensors):
-        steps, batch, _ = px.shape
-        weights = _loop_weights(stages, list(tensors))
+    def forward(ctx, stages, keep, input_count, y0, dt, mask, constants, *tensors):
+        inputs_flat, loop = tensors[:input_count], list(tensors[input_count:])
+        steps, batch, _ = inputs_flat[0].shape
+        weights = split_tensors(stages, loop)
+        inputs = _per_stage_inputs(stages, inputs_flat, unbind=True)
+        runs = [_StageRun(stage, steps, batch, y0) for stage in stages]
 
-        # What the backward needs: every state, the group's pre-activations and each stage's
-        # saved tensors, all for every step.
-        states = px.new_empty(steps + 1, batch, y0.shape[1])  # y_0 .. y_T
+        states = y0.new_empty(steps + 1, batch, y0.shape[1])  # y_0 .. y_T
         states[0] = y0
-        bases = torch.empty_like(px)
-        saved = [[px.new_empty(steps, batch, w) for w in saved_widths(s)] for s in stages]
+        # With a mask the stages write a raw new state, and the state keeps its old value on
+        # masked steps.
+        raw = torch.empty_like(states[1:]) if mask is not None else None
+        previous, _ = _state_views(stages, states, 0, -1)
+        _, new = _state_views(stages, states if raw is None else raw, 1 if raw is None else 0, None)
 
-        for t in range(steps):
-            new_state = states[t + 1]
-            step_saved = [[buffer[t] for buffer in stage_saved] for stage_saved in saved]
-            _step(
-                stages, weights, px[t], states[t], _dt_at(dt, t), constants, new_state,
-                bases[t], step_saved,
-            )
-            if mask is not None:
-                torch.where(mask[t] > 0, new_state, states[t], out=new_state)
+        with step_threads(_step_elements(stages, batch)):
+            if mask is None:
+                _forward_steps(
+                    stages, weights, runs, inputs, previous, new, constants, dt, range(steps)
+                )
+            else:
+                for t in range(steps):
+                    _forward_steps(
+                        stages, weights, runs, inputs, previous, new, constants, dt, (t,)
+                    )
+                    torch.where(mask[t] > 0, raw[t], states[t], out=states[t + 1])
 
-        ctx.stages = stages
-        ctx.keep = keep
+        ctx.stages, ctx.keep, ctx.input_count = stages, keep, input_count
         ctx.float_dt = dt if isinstance(dt, float) else None
-        ctx.counts = (len(tensors), [len(stage_saved) for stage_saved in saved])
-        extras = [mask if mask is not None else px.new_empty(0)]
-        extras.append(dt if isinstance(dt, Tensor) else px.new_empty(0))
-        flat_saved = [buffer for stage_saved in saved for buffer in stage_saved]
-        ctx.save_for_backward(states, *extras, *tensors, *flat_saved)
+        ctx.runs = runs
+        empty = y0.new_empty(0)
+        kept = [run.buffer for run in runs]
+        kept += [run.decay_buffer for run in runs if run.stage.kind == "pure"]
+        ctx.save_for_backward(
+            states,
+            mask if mask is not None else empty,
+            dt if isinstance(dt, Tensor) else empty,
+            *loop,
+            *kept,
+        )
         return states[1:] if keep else states[steps].clone()
 
     @staticmethod
     def backward(ctx, grad_output):
-        stages = ctx.stages
+        stages, runs = ctx.stages, ctx.runs
         states, mask, dt, *rest = ctx.saved_tensors
         mask = mask if mask.numel() else None
         dt = ctx.float_dt if ctx.float_dt is not None else dt
-        tensor_count, saved_counts = ctx.counts
-        weights = _loop_weights(stages, rest[:tensor_count])
-        saved, start = [], tensor_count
-        for count in saved_counts:
-            saved.append(rest[start : start + count])
-            start += count
+        loop_count = len(rest) - len(runs) - sum(r.stage.kind == "pure" for r in runs)
+        weights = split_tensors(stages, rest[:loop_count])
+        steps, batch, units = states.shape[0] - 1, states.shape[1], states.shape[2]
+        grads = [_StageGrad(run, steps, batch) for run in runs]
 
-        steps, batch, units = states.shape
-        steps -= 1
-        grad_bases = states.new_empty(steps, batch, weights.state.shape[0])
-        grad_outside = [
-            states.new_empty(steps, batch, stage.rows) if stage.group_offset is None else None
-            for stage in stages
-        ]
-        pure_grads = [
-            [states.new_zeros(batch, stage.width), states.new_zeros(batch, stage.width)]
-            if stage.kind == "pure"
-            else None
-            for stage in stages
-        ]
-
-        carry = torch.zeros_like(states[0])  # d(loss)/d(y_t) through later steps
-        for t in range(steps - 1, -1, -1):
-            if ctx.keep:
-                grad_state = carry + grad_output[t]
-            elif t == steps - 1:
-                grad_state = carry + grad_output
+        # Per-stage views of the state gradient (closed-form outputs) and of the carry.
+        grad_state = states.new_empty(batch, units)
+        carry = torch.zeros_like(grad_state)  # d(loss)/d(y_t) through later steps
+        grad_slices, carry_slices = [], []
+        for stage in stages:
+            if stage.closed_form:
+                offset = stage.state_offset
+                grad_slices.append(grad_state[:, offset : offset + stage.width])
             else:
-                grad_state = carry
-            carry_direct = None
-            if mask is not None:  # y_t = m y_new + (1 - m) y_{t-1}
-                carry_direct = grad_state * (1.0 - mask[t])
-                grad_state = grad_state * mask[t]
+                grad_slices.append(None)
+            if stage.state_columns is not None:
+                start, stop = stage.state_columns
+                carry_slices.append(carry[:, start:stop])
+            else:
+                carry_slices.append(None)
 
-            grad_fresh = None  # d(loss)/d(output of the stage before), from a fresh read
-            for index in range(len(stages) - 1, -1, -1):
-                stage = stages[index]
-                grad_out = grad_fresh
-                if stage.closed_form:
-                    offset = stage.state_offset
-                    grad_out = grad_state[:, offset : offset + stage.width]
-                    if grad_fresh is not None:
-                        grad_out = grad_out + grad_fresh
-                grad_pre = _grad_pre_of(stage, index, grad_bases, grad_outside)[t]
-                _stage_backward(
-                    stage,
-                    grad_out,
-                    [buffer[t] for buffer in saved[index]],
-                    _dt_at(dt, t),
-                    weights.pure[index],
-                    grad_pre,
-                    pure_grads[index],
-                )
-                grad_fresh = grad_pre @ weights.fresh[index] if stage.fresh else None
+        with step_threads(_step_elements(stages, batch)):
+            for t in range(steps - 1, -1, -1):
+                dt_t = _dt_at(dt, t)
+                if ctx.keep:
+                    torch.add(carry, grad_output[t], out=grad_state)
+                elif t == steps - 1:
+                    torch.add(carry, grad_output, out=grad_state)
+                else:
+                    grad_state.copy_(carry)
+                carry_direct = None
+                if mask is not None:  # y_t = m y_new + (1 - m) y_{t-1}
+                    carry_direct = grad_state * (1.0 - mask[t])
+                    grad_state.mul_(mask[t])
 
-            carry = grad_bases[t] @ weights.state  # (B, N)
-            if carry_direct is not None:
-                carry += carry_direct
+                carry.zero_()
+                grad_fresh = None  # d(loss)/d(output of the stage before), from a fresh read
+                for index in range(len(stages) - 1, -1, -1):
+                    stage = stages[index]
+                    grad_out = grad_fresh
+                    if stage.closed_form:
+                        grad_out = grad_slices[index]
+                        if grad_fresh is not None:
+                            grad_out = grad_out + grad_fresh
+                    grad_pre = grads[index].backward(t, grad_out, dt_t, weights.pure[index])
+                    if stage.fresh:
+                        grad_fresh = torch.mm(grad_pre, weights.fresh[index])
+                    if stage.state_columns is not None:
+                        carry_slices[index].addmm_(grad_pre, weights.state[index])
+                if carry_direct is not None:
+                    carry += carry_direct
 
         # Weight gradients: one matrix product over all steps each.
         flat = steps * batch
-        grads = [grad_bases.reshape(flat, -1).t() @ states[:-1].reshape(flat, units)]
-        outputs = _stage_outputs(stages, saved, states)
+        grad_state_weights, grad_fresh_weights, grad_biases, grad_pure = [], [], [], []
+        grad_inputs = []
         for index, stage in enumerate(stages):
+            grad_pre = grads[index].buffer.reshape(flat, stage.rows)
+            if stage.state_columns is not None:
+                start, stop = stage.state_columns
+                previous = states[:-1, :, start:stop].reshape(flat, stop - start)
+                grad_state_weights.append(grad_pre.t() @ previous)
             if stage.fresh:
-                grad_pre = _grad_pre_of(stage, index, grad_bases, grad_outside)
-                grads.append(grad_pre.reshape(flat, -1).t() @ outputs[index - 1].reshape(flat, -1))
-        for index, stage in enumerate(stages):
-            if stage.group_offset is None:
-                grads.append(grad_outside[index].sum(dim=(0, 1)))
-        for index, stage in enumerate(stages):
+                source = _stage_outputs(stages, runs, states, index - 1).reshape(flat, -1)
+                grad_fresh_weights.append(grad_pre.t() @ source)
+            if stage.reads_input:
+                grad_inputs.append(grads[index].buffer)
+            else:
+                grad_biases.append(grad_pre.sum(0))
             if stage.kind == "pure":
-                grads += [pure_grads[index][0].sum(0), pure_grads[index][1].sum(0)]
+                stage_grads = grads[index]
+                grad_pure.append(stage_grads.grad_magnitude.sum(0))
+                grad_pure.append(stage_grads.grad_amplitude.sum(0))
 
-        return (None, None, grad_bases, carry, None, None, None, *grads)
+        return (
+            None,
+            None,
+            None,
+            carry,
+            None,
+            None,
+            None,
+            *grad_inputs,
+            *grad_state_weights,
+            *grad_fresh_weights,
+            *grad_biases,
+            *grad_pure,
+        )
 
 
-def _grad_pre_of(stage: Stage, index: int, grad_bases: Tensor, grad_outside: list) -> Tensor:
-    """Return the (T, B, rows) buffer of a stage's pre-activation gradients."""
-    if stage.group_offset is None:
-        return grad_outside[index]
-    return grad_bases[:, :, stage.group_offset : stage.group_offset + stage.rows]
+def _stage_outputs(stages, runs, states: Tensor, index: int) -> Tensor:
+    """Return stage ``index``'s output at every step, (T, B, width)."""
+    stage = stages[index]
+    if not stage.closed_form:
+        return runs[index].outputs()
+    # A closed form's output is its slice of the state. On a masked step the state kept its
+    # old value instead, but no gradient reaches the stages of a masked step.
+    offset = stage.state_offset
+    return states[1:, :, offset : offset + stage.width]
 
 
-def _stage_outputs(stages, saved, states) -> list[Tensor]:
-    """Return every stage's output at every step, (T, B, width), for the weight gradients."""
-    outputs = []
-    for stage, stage_saved in zip(stages, saved):
-        kind = stage.kind
-        if kind in SIGMOID_FORMS:
-            _, output_scale, shift = SIGMOID_FORMS[kind]
-            outputs.append(stage_saved[0] * output_scale + shift)
-        elif kind == "relu":
-            outputs.append(torch.relu(stage_saved[0]))
-        elif kind == "gelu":
-            outputs.append(F.gelu(stage_saved[0]))
-        elif kind == "silu":
-            outputs.append(F.silu(stage_saved[0]))
-        else:
-            # A closed form's output is its slice of the state. On a masked step the state
-            # kept its old value, but the gradient that reaches the stages there is zero.
-            offset = stage.state_offset
-            outputs.append(states[1:, :, offset : offset + stage.width])
-    return outputs
+def _per_stage_inputs(stages, inputs_flat, unbind: bool):
+    values = iter(inputs_flat)
+    return [
+        (next(values).unbind(0) if unbind else next(values)) if s.reads_input else None
+        for s in stages
+    ]
 
 
 # ---------------------------------------------------------------------- entry points
-
-
-def _inverse(order: Tensor) -> Tensor:
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(len(order), device=order.device)
-    return inverse
 
 
 def run_sequence(
@@ -750,21 +813,27 @@ def run_sequence(
     mask_time = None
     if mask is not None:
         mask_time = mask.transpose(0, 1).unsqueeze(-1).to(x.dtype)  # (B, T) -> (T, B, 1)
-    constants = prepared.constants
 
     if record:
-        px = F.linear(x_time, program.input_weight, program.input_bias)  # (T, B, R_G)
+        inputs = program.input_terms(x_time)  # each (T, B, rows)
         result = CfCSequence.apply(
-            program.stages, keep, px, y0, dt_time, mask_time, constants, *program.flat_tensors()
+            program.stages,
+            keep,
+            len(inputs),
+            y0,
+            dt_time,
+            mask_time,
+            prepared.constants,
+            *inputs,
+            *program.loop_tensors(),
         )
         states, last = (result, result[-1]) if keep else (None, result)
     else:
         states, last = _inference(prepared, x_time, y0, dt_time, mask_time, keep, chunk)
 
     if order is not None:
-        inverse = prepared.inverse
-        last = last.index_select(1, inverse)
-        states = states.index_select(2, inverse) if states is not None else None
+        last = last.index_select(1, prepared.inverse)
+        states = states.index_select(2, prepared.inverse) if states is not None else None
     if states is not None:
         states = states.transpose(0, 1).contiguous()  # (T, B, N) -> (B, T, N)
     return states, last
@@ -773,36 +842,88 @@ def run_sequence(
 def _inference(prepared: Prepared, x_time, y0, dt, mask, keep: bool, chunk: int):
     """The loop without autograd: input terms per chunk of steps, and no per-step tensors
     kept beyond the states that the caller asked for."""
-    program = prepared.program
+    program, weights = prepared.program, prepared.weights
+    stages = program.stages
     steps, batch, _ = x_time.shape
     with torch.no_grad():
-        states = x_time.new_empty(steps, batch, y0.shape[1]) if keep else None
-        spare = [torch.empty_like(y0), torch.empty_like(y0)]
-        y = y0
+        runs = [_StageRun(stage, None, batch, y0) for stage in stages]
+        if keep:  # states[t] is y_t; y_0 in front
+            states = y0.new_empty(steps + 1, batch, y0.shape[1])
+            states[0] = y0
+        else:  # two buffers in turn: y_t lives in ring[t % 2]
+            states = y0.new_empty(2, batch, y0.shape[1])
+            states[0] = y0
+        raw = torch.empty_like(y0) if mask is not None else None
+        previous, new = _state_views(stages, states, 0, None)
+        if not keep:
+            previous = [_Cycle(v) if v is not None else None for v in previous]
+            new = [_Cycle(v, shift=1) if v is not None else None for v in new]
+        else:
+            new = [v[1:] if v is not None else None for v in new]
+        if raw is not None:
+            _, raw_views = _state_views(stages, raw.unsqueeze(0), 0, None)
+            new = [_Repeat(v[0]) if v is not None else None for v in raw_views]
+
+        elements = _step_elements(stages, batch)
         for start in range(0, steps, chunk):
-            px = F.linear(x_time[start : start + chunk], program.input_weight, program.input_bias)
-            for k in range(px.shape[0]):
-                t = start + k
-                new_state = states[t] if keep else spare[t % 2]
-                _step(
-                    program.stages, prepared.loop, px[k], y, _dt_at(dt, t), prepared.constants,
-                    new_state,
-                )
-                if mask is not None:
-                    torch.where(mask[t] > 0, new_state, y, out=new_state)
-                y = new_state
-    return states, (y if keep else y.clone())
+            stop = min(start + chunk, steps)
+            inputs = _per_stage_inputs(stages, program.input_terms(x_time[start:stop]), True)
+            with step_threads(elements):
+                if mask is None:
+                    _forward_steps(
+                        stages,
+                        weights,
+                        runs,
+                        inputs,
+                        previous,
+                        new,
+                        prepared.constants,
+                        dt,
+                        range(start, stop),
+                        start,
+                    )
+                    continue
+                for t in range(start, stop):
+                    _forward_steps(
+                        stages,
+                        weights,
+                        runs,
+                        inputs,
+                        previous,
+                        new,
+                        prepared.constants,
+                        dt,
+                        (t,),
+                        start,
+                    )
+                    if keep:
+                        old, target = states[t], states[t + 1]
+                    else:
+                        old, target = states[t % 2], states[(t + 1) % 2]
+                    torch.where(mask[t] > 0, raw, old, out=target)
+
+    last = states[steps] if keep else states[steps % 2].clone()
+    return (states[1:] if keep else None), last
+
+
+class _Cycle:
+    """Per-step views of two buffers used in turn: item t is ``views[(t + shift) % 2]``."""
+
+    def __init__(self, views, shift: int = 0):
+        self.views, self.shift = views, shift
+
+    def __getitem__(self, t: int) -> Tensor:
+        return self.views[(t + self.shift) % 2]
 
 
 def step(cell, x: Tensor, h: Tensor, dt: float | Tensor) -> Tensor:
     """Advance one step without autograd: x (B, F), h (B, N), dt a float or (B, 1)."""
     prepared = prepare(cell, dt if isinstance(dt, float) else None, record=False)
-    program = prepared.program
+    order = prepared.program.order
     with torch.no_grad():
-        y = h if program.order is None else h.index_select(1, program.order)
-        px = torch.addmm(program.input_bias, x, prepared.input_t)
-        new_state = torch.empty_like(y)
-        _step(program.stages, prepared.loop, px, y, dt, prepared.constants, new_state)
-        if program.order is not None:
-            new_state = new_state.index_select(1, prepared.inverse)
-    return new_state
+        y = h if order is None else h.index_select(1, order)
+        dt_time = dt if isinstance(dt, float) else dt.unsqueeze(0)  # (B, 1) -> (1, B, 1)
+        _, last = _inference(prepared, x.unsqueeze(0), y, dt_time, None, False, 1)
+        if order is not None:
+            last = last.index_select(1, prepared.inverse)
+    return last

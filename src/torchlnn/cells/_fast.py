@@ -10,7 +10,8 @@ Tests in ``tests/perf`` check every fast path against the reference.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -30,6 +31,33 @@ def grad_needed(module: nn.Module, *tensors: Tensor | None) -> bool:
 def autocast_active(device_type: str) -> bool:
     """Return True when autocast is enabled for ``device_type``; fast paths then step aside."""
     return torch.is_autocast_enabled(device_type)
+
+
+# PyTorch's grain size for parallel element-wise CPU kernels (at::internal::GRAIN_SIZE).
+PARALLEL_GRAIN = 32768
+
+
+@contextmanager
+def step_threads(elements: int) -> Iterator[None]:
+    """Run a per-step loop on one intra-op thread when its operations are small.
+
+    Below ``PARALLEL_GRAIN`` output elements PyTorch keeps element-wise kernels serial, but
+    MKL's sparse and dense matrix products still start parallel regions. For operations of a
+    few microseconds the thread synchronisation costs more than it saves, and on a machine
+    whose cores are shared with other work a parallel region can wait milliseconds for a
+    descheduled thread. So the loop sets ``torch.set_num_threads(1)`` and restores the
+    previous value afterwards. NOTE: the setting is process-wide, so torch work in another
+    Python thread during the loop also runs on one thread.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1 or elements >= PARALLEL_GRAIN:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class DerivedCache:

@@ -1,53 +1,52 @@
-r"""The fast path of the LTC cell: synapse lists, neuron-major loops, recomputing backward.
+r"""The fast path of the LTC cell: synapse lists, sparse sums and a recomputing backward.
 
 The reference ``LTCCell`` evaluates every synapse as an entry of a (B, N, N) tensor, masked
-by the wiring. Here the synapses of a sparse wiring are a list of edges (source, target):
-the presynaptic potentials are gathered with ``index_select`` and the conductances summed
-into their targets with ``index_add``, so the cost follows the number of synapses, not N^2.
-A dense wiring keeps an (N, N) layout and sums with a batched matrix product. Both run on
-*neuron-major* tensors, the state being (N, B), so that gathers and sums move whole rows.
+by the wiring. Here the synapses are a list of E edges (source, target), sorted by target.
+For a state ``x`` of S sources the activations are
 
-With the fused solver and autograd recording, the time loop is one
-``torch.autograd.Function``. Its forward keeps, for every ODE unfold, only the state that
-entered it and the denominator of the update (two (N, B) tensors); its backward recomputes
-the synaptic activations from them. The reference keeps several (B, N, N) tensors per unfold,
-so this keeps far less memory for backward. The sensory synapses (input only) are evaluated
-for all steps at once under ``torch.utils.checkpoint``, which also recomputes them in the
-backward instead of storing them.
+.. math::
 
-With the fused solver, ``h = dt / ode_unfolds`` and the synaptic sums ``n``, ``d``, each
-unfold computes
+    a_e = \mathrm{sigmoid}(\sigma_e x_{source(e)} + c_e), \qquad c_e = -\sigma_e \mu_e,
+
+an (E, M) tensor for M columns (samples, or samples times steps), and the synaptic sums
+``n`` (numerator) and ``d`` (denominator) of each target are one sparse matrix product:
+``[n; d] = R a`` with ``R`` the (2N, E) CSR matrix holding ``w_e E_e`` in row ``target(e)``
+and ``w_e`` in row ``N + target(e)``. The cost follows the number of synapses, not N^2, and a
+dense wiring is the case E = S N. All tensors are *neuron-major*: the state is (N, B).
+
+The synapse sums are a ``torch.autograd.Function`` (``SynapseSums``) whose backward
+recomputes the activations from its input instead of storing them; the sensory synapses (all
+steps at once) and the Euler and RK4 solvers use it. With the fused solver, the whole time
+loop is one Function (``FusedSequence``): for every ODE unfold its forward keeps only the
+denominator of the update (an (N, B) tensor) and the state, and its backward recomputes the
+activations from them. The fused unfold, with ``h = dt / ode_unfolds``, is
 
 .. math::
 
     P = C_m v + h (s_n + g_{leak} v_{leak}) + h n(v), \qquad
     Q = C_m + h (s_d + g_{leak} + \epsilon) + h d(v), \qquad v \leftarrow P / Q
 
-where ``s_n``, ``s_d`` are the sensory sums. The input-only parts of ``P`` and ``Q`` (the
-*base*, (T, N, 2, B)) are computed before the loop.
-
-The Euler and RK4 solvers reuse the same synapse lists through autograd; the adaptive solver
-and custom solvers use the reference loop.
+with ``s_n``, ``s_d`` the sensory sums. The input-only parts of ``P`` and ``Q`` (the *base*,
+(T, 2N, B)) are computed before the loop. The adaptive solver and custom solvers use the
+reference loop.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from torchlnn.solvers import RK4, Euler, Fused
 
-from ._fast import DerivedCache, grad_needed
-
-# A synapse matrix becomes an edge list when at most this fraction of its entries are
-# synapses. NOTE: measured on a shared 2-core CPU with 64 neurons (docs/benchmarks.md):
-# below about half the entries the edge list is faster, forward and backward.
-EDGE_DENSITY = 0.5
+from ._fast import DerivedCache, grad_needed, step_threads
 
 _CACHE = DerivedCache()
+
+# Columns of the sensory synapse sums computed together: bounds the (E, columns) temporaries.
+_COLUMN_BUDGET = 1 << 20
 
 
 def _solver_kind(solver) -> str | None:
@@ -63,101 +62,230 @@ def supports_fast_path(cell) -> bool:
     return _solver_kind(cell.solver) is not None
 
 
-# ---------------------------------------------------------------------- synapse layouts
+# ---------------------------------------------------------------------- synapse lists
+
+
+@dataclass
+class Edges:
+    """The static structure of a synapse matrix, with the CSR index arrays (int32, which
+    the CPU sparse kernels use without a conversion).
+
+    Attributes:
+        sources, targets: S and N, the matrix's shape.
+        source, target: (E,) indices, sorted by target.
+        sum_rows, sum_columns: the CSR indices of the (2N, E) sum matrix.
+        by_source_rows, by_source_columns: the CSR indices of the (S, E) matrix that sends
+            each edge's gradient back to its source.
+        by_source: (E,) the edge order sorted by source.
+    """
+
+    sources: int
+    targets: int
+    source: Tensor
+    target: Tensor
+    sum_rows: Tensor
+    sum_columns: Tensor
+    by_source_rows: Tensor
+    by_source_columns: Tensor
+    by_source: Tensor
+
+    @property
+    def count(self) -> int:
+        return self.source.numel()
+
+
+def edges_of(mask: Tensor) -> Edges:
+    """Return the edges of a (S, N) 0/1 mask."""
+    sources, targets = mask.shape
+    source, target = mask.nonzero(as_tuple=True)
+    order = torch.argsort(target, stable=True)
+    source, target = source[order], target[order]
+    count = source.numel()
+    per_target = torch.bincount(target, minlength=targets)
+    per_source = torch.bincount(source, minlength=sources)
+    edge_ids = torch.arange(count, device=mask.device)
+    return Edges(
+        sources=sources,
+        targets=targets,
+        source=source,
+        target=target,
+        sum_rows=_row_pointers(torch.cat((per_target, per_target))),
+        sum_columns=torch.cat((edge_ids, edge_ids)).to(torch.int32),
+        by_source_rows=_row_pointers(per_source),
+        by_source_columns=torch.argsort(source, stable=True).to(torch.int32),
+        by_source=torch.argsort(source, stable=True),
+    )
+
+
+def _row_pointers(counts: Tensor) -> Tensor:
+    pointers = counts.new_zeros(counts.numel() + 1)
+    pointers[1:] = counts.cumsum(0)
+    return pointers.to(torch.int32)
+
+
+def _csr(rows: Tensor, columns: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    # NOTE: PyTorch 2.13 warns once that sparse CSR support is in beta; the operations used
+    # here (construction and CSR x dense products) are covered by the fast-path tests.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(rows, columns, values, shape, check_invariants=False)
+
+
+@dataclass
+class Matrices:
+    """The sparse matrices of one set of synapse values (no autograd).
+
+    Attributes:
+        sums: (2N, E), rows ``[w E; w]`` (times the sub-step when it is a number).
+        sums_t: (E, 2N), its transpose.
+        to_source: (S, E), ``sigma`` of each edge in row ``source(e)``.
+    """
+
+    sums: Tensor
+    sums_t: Tensor
+    to_source: Tensor
+
+
+def matrices_of(edges: Edges, sigma: Tensor, weight: Tensor) -> Matrices:
+    """Build the CSR matrices for edge values ``sigma`` (E,) and ``weight`` (E, 2)."""
+    count, targets = edges.count, edges.targets
+    weight = weight.detach()
+    sigma = sigma.detach()
+    sums = _csr(edges.sum_rows, edges.sum_columns, weight.t().reshape(-1), (2 * targets, count))
+    transpose_rows = torch.arange(0, 2 * count + 1, 2, device=weight.device, dtype=torch.int32)
+    transpose_columns = torch.stack((edges.target, edges.target + targets), dim=1)
+    transpose_columns = transpose_columns.reshape(-1).to(torch.int32)
+    sums_t = _csr(transpose_rows, transpose_columns, weight.reshape(-1), (count, 2 * targets))
+    to_source = _csr(
+        edges.by_source_rows,
+        edges.by_source_columns,
+        sigma[edges.by_source],
+        (edges.sources, count),
+    )
+    return Matrices(sums, sums_t, to_source)
+
+
+def _scaled_matrices(synapses: Synapses, h: float) -> Matrices:
+    """Return the synapses' matrices with the weights times the sub-step ``h``."""
+    return matrices_of(synapses.edges, synapses.sigma, synapses.weight * h)
 
 
 @dataclass
 class Synapses:
-    r"""The synapses from ``S`` sources to ``N`` targets, in the layout the loops use.
+    """Synapse values on an edge list: ``sigma``, ``shift`` (E,) and ``weight`` (E, 2)."""
 
-    Each synapse has a steepness ``sigma``, a shift ``-sigma mu`` (so that its activation is
-    ``sigmoid(sigma x + shift)``), and the two weights ``[w E, w]`` of the numerator and the
-    denominator.
-
-    Edge layout (``dense=False``), E synapses: ``source`` and ``target`` (E,) indices;
-    ``sigma`` and ``shift`` (E, 1); ``weight`` (E, 2, 1).
-
-    Dense layout (``dense=True``): ``sigma`` and ``shift`` (N, S, 1); ``weight`` (N, 2, S),
-    target-major, with zeros where the wiring has no synapse.
-    """
-
-    dense: bool
-    source: Tensor | None
-    target: Tensor | None
+    edges: Edges
     sigma: Tensor
     shift: Tensor
     weight: Tensor
-    targets: int
-
-    def tensors(self) -> tuple[Tensor, Tensor, Tensor]:
-        return self.sigma, self.shift, self.weight
+    matrices: Matrices
 
 
-def _synapses(
-    mask: Tensor, sigma: Tensor, mu: Tensor, w: Tensor, erev: Tensor, edges: tuple | None
-) -> Synapses:
-    """Lay out the synapses of (S, N) parameter matrices; ``edges`` from ``_edge_index``."""
-    targets = mask.shape[1]
-    if edges is None:
-        shift = -(sigma * mu)
-        weight = torch.stack((w * erev, w), dim=0)  # (2, S, N)
-        return Synapses(
-            True,
-            None,
-            None,
-            sigma.t().unsqueeze(-1),  # (N, S, 1)
-            shift.t().unsqueeze(-1),
-            weight.permute(2, 0, 1),  # (N, 2, S)
-            targets,
-        )
-    source, target = edges
+def synapses_of(edges: Edges, sigma: Tensor, mu: Tensor, w: Tensor, erev: Tensor) -> Synapses:
+    """Gather the edge values from (S, N) parameter matrices (differentiable)."""
+    source, target = edges.source, edges.target
     sigma_e = sigma[source, target]
     w_e = w[source, target]
-    return Synapses(
-        False,
-        source,
-        target,
-        sigma_e.unsqueeze(-1),  # (E, 1)
-        (-(sigma_e * mu[source, target])).unsqueeze(-1),
-        torch.stack((w_e * erev[source, target], w_e), dim=1).unsqueeze(-1),  # (E, 2, 1)
-        targets,
-    )
+    weight = torch.stack((w_e * erev[source, target], w_e), dim=1)  # (E, 2)
+    shift = -(sigma_e * mu[source, target])
+    return Synapses(edges, sigma_e, shift, weight, matrices_of(edges, sigma_e, weight))
 
 
-def _edge_index(mask: Tensor) -> tuple[Tensor, Tensor] | None:
-    """Return the (source, target) indices of a (S, N) 0/1 mask, or None to stay dense."""
-    count = int(mask.count_nonzero())
-    if count > EDGE_DENSITY * mask.numel():
-        return None
-    source, target = mask.nonzero(as_tuple=True)
-    order = torch.argsort(target, stable=True)  # grouped by target: friendlier index_add
-    return source[order].contiguous(), target[order].contiguous()
+# ---------------------------------------------------------------------- the synapse sums
 
 
-def synaptic_sums(
-    synapses: Synapses, presynaptic: Tensor, base: Tensor, weight: Tensor | None = None
+def activations(edges: Edges, sigma: Tensor, shift: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Return the activations (E, M) for the sources' values x (S, M), and the gathered x."""
+    gathered = x.index_select(0, edges.source)  # (E, M)
+    z = torch.mul(gathered, sigma.unsqueeze(1)).add_(shift.unsqueeze(1))
+    return z.sigmoid_(), gathered
+
+
+def sums_backward(
+    edges: Edges,
+    matrices: Matrices,
+    sigma: Tensor,
+    shift: Tensor,
+    x: Tensor,
+    grad_sums: Tensor,
+    grads: list[Tensor],
 ) -> Tensor:
-    """Return ``base`` plus the synaptic sums ``[n, d]``, shape (N, 2, M).
+    """Backward of ``R a(x)`` for one block of columns: return d(loss)/dx (S, M).
 
-    ``presynaptic`` is (S, M), the sources' potentials for M columns (samples, or samples
-    times steps); ``base`` is (N, 2, M); ``weight`` overrides ``synapses.weight`` (for
-    instance pre-multiplied by the sub-step). Differentiable: the Euler and RK4 paths and the
-    sensory synapses rely on autograd through it.
+    ``grad_sums`` (2N, M) is d(loss)/d(sums) with the weights of ``matrices`` applied in the
+    forward. Adds the gradients of ``sigma`` (E,), ``shift`` (E,) and the weights (E, 2), the
+    last without the weights' scale, to ``grads``.
     """
-    weight = synapses.weight if weight is None else weight
-    columns = presynaptic.shape[-1]
-    if synapses.dense:
-        activation = torch.sigmoid(
-            torch.addcmul(synapses.shift, synapses.sigma, presynaptic.unsqueeze(0))
-        )  # (N, S, M)
-        return torch.baddbmm(base, weight, activation)  # (N, 2, M)
-    gathered = presynaptic.index_select(0, synapses.source)  # (E, M)
-    activation = torch.sigmoid(torch.addcmul(synapses.shift, synapses.sigma, gathered))
-    contribution = activation.unsqueeze(1) * weight  # (E, 2, M)
-    summed = base.reshape(synapses.targets, 2 * columns).index_add(
-        0, synapses.target, contribution.reshape(-1, 2 * columns)
-    )
-    return summed.view(synapses.targets, 2, columns)
+    activation, gathered = activations(edges, sigma, shift, x)
+    columns = x.shape[1]
+
+    # sums = R a:  d(weight) = G a^T on the pattern of R,  d(a) = R^T G.
+    per_edge = grad_sums.view(2, edges.targets, columns).index_select(1, edges.target)
+    grads[2] += (per_edge * activation).sum(-1).t()  # (2, E, M) -> (E, 2)
+    grad_activation = torch.mm(matrices.sums_t, grad_sums)  # (E, M)
+
+    grad_z = torch.ops.aten.sigmoid_backward(grad_activation, activation)
+    grads[0] += torch.linalg.vecdot(grad_z, gathered)
+    grads[1] += grad_z.sum(1)
+    return torch.mm(matrices.to_source, grad_z)  # (S, M)
+
+
+class SynapseSums(torch.autograd.Function):
+    """``base + R a(x)``: the synaptic sums (2N, M) of x (S, M), recomputed in the backward.
+
+    Inputs: ``synapses`` (static edges and matrices), ``x`` (S, M), ``base`` (2N, 1) or
+    (2N, M), and the edge values ``sigma``, ``shift`` (E,) and ``weight`` (E, 2) that built
+    the matrices. Columns are processed in blocks so that the (E, M) temporaries stay small.
+    """
+
+    @staticmethod
+    def forward(ctx, synapses, x, base, sigma, shift, weight):
+        edges, matrices = synapses.edges, synapses.matrices
+        columns = x.shape[1]
+        base = base.expand(2 * edges.targets, columns)
+        if not edges.count:
+            out = base.contiguous()
+        else:
+            blocks = []
+            for start, stop in _blocks(columns, edges.count):
+                activation, _ = activations(edges, sigma, shift, x[:, start:stop])
+                blocks.append(torch.addmm(base[:, start:stop], matrices.sums, activation))
+            out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        ctx.synapses = synapses
+        ctx.base_shape = base.shape
+        ctx.save_for_backward(x, sigma, shift)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, sigma, shift = ctx.saved_tensors
+        synapses = ctx.synapses
+        edges = synapses.edges
+        grad_base = grad_out if ctx.base_shape[1] != 1 else grad_out.sum(1, keepdim=True)
+        grads = [torch.zeros_like(sigma), torch.zeros_like(shift), sigma.new_zeros(edges.count, 2)]
+        grad_x = torch.zeros_like(x)
+        if edges.count:
+            for start, stop in _blocks(x.shape[1], edges.count):
+                grad_x[:, start:stop] = sums_backward(
+                    edges,
+                    synapses.matrices,
+                    sigma,
+                    shift,
+                    x[:, start:stop],
+                    grad_out[:, start:stop].contiguous(),
+                    grads,
+                )
+        return None, grad_x, grad_base, grads[0], grads[1], grads[2]
+
+
+def _blocks(columns: int, count: int) -> list[tuple[int, int]]:
+    size = max(1, _COLUMN_BUDGET // max(count, 1))
+    return [(start, min(start + size, columns)) for start in range(0, columns, size)]
+
+
+def synaptic_sums(synapses: Synapses, x: Tensor, base: Tensor) -> Tensor:
+    """Return ``base + [n; d]`` (2N, M) for the sources' values x (S, M)."""
+    return SynapseSums.apply(synapses, x, base, synapses.sigma, synapses.shift, synapses.weight)
 
 
 # ---------------------------------------------------------------------- derived parameters
@@ -169,7 +297,7 @@ class Derived:
 
     Attributes:
         recurrent, sensory: the synapses between neurons and from the inputs.
-        cm: (N, 1) capacitance; leak: (N, 2, 1), ``[g_leak v_leak, g_leak]``.
+        cm: (N, 1) capacitance; leak: (2N, 1), ``[g_leak v_leak; g_leak]``.
         input_w, input_b: the input mapping's (I,) weight and bias, or None.
     """
 
@@ -181,14 +309,11 @@ class Derived:
     input_b: Tensor | None
 
 
-def _structure(cell) -> tuple:
-    """Return the edge indices of both synapse matrices (cached; they follow the masks)."""
+def _structure(cell) -> tuple[Edges, Edges]:
+    """Return the edges of both synapse matrices (cached; they follow the masks)."""
 
     def build():
-        return (
-            _edge_index(cell.sparsity_mask),
-            _edge_index(cell.sensory_sparsity_mask),
-        )
+        return edges_of(cell.sparsity_mask), edges_of(cell.sensory_sparsity_mask)
 
     with torch.no_grad():
         return _CACHE.get(cell, "structure", build)
@@ -201,19 +326,16 @@ def derive(cell, record: bool) -> Derived:
         recurrent_edges, sensory_edges = _structure(cell)
         gleak = cell.gleak
         return Derived(
-            recurrent=_synapses(
-                cell.sparsity_mask, cell.sigma, cell.mu, cell.w, cell.erev, recurrent_edges
-            ),
-            sensory=_synapses(
-                cell.sensory_sparsity_mask,
+            recurrent=synapses_of(recurrent_edges, cell.sigma, cell.mu, cell.w, cell.erev),
+            sensory=synapses_of(
+                sensory_edges,
                 cell.sensory_sigma,
                 cell.sensory_mu,
                 cell.sensory_w,
                 cell.sensory_erev,
-                sensory_edges,
             ),
             cm=cell.cm.unsqueeze(-1),
-            leak=torch.stack((gleak * cell.vleak, gleak), dim=-1).unsqueeze(-1),
+            leak=torch.cat((gleak * cell.vleak, gleak)).unsqueeze(-1),
             input_w=getattr(cell, "input_w", None),
             input_b=getattr(cell, "input_b", None),
         )
@@ -224,148 +346,114 @@ def derive(cell, record: bool) -> Derived:
         return _CACHE.get(cell, "derived", build)
 
 
-def _sensory_terms(
-    derived: Derived, x: Tensor, sigma, shift, weight, input_w, input_b, leak
-) -> Tensor:
-    """Return ``[s_n + g_leak v_leak, s_d + g_leak]`` for inputs x (M, I), as (N, 2, M).
-
-    The parameters are passed as arguments so that checkpointing sees them.
-    """
-    u = x
-    if input_w is not None:
-        u = u * input_w
-    if input_b is not None:
-        u = u + input_b
-    sensory = Synapses(
-        derived.sensory.dense,
-        derived.sensory.source,
-        derived.sensory.target,
-        sigma,
-        shift,
-        weight,
-        derived.sensory.targets,
-    )
-    base = leak.expand(-1, -1, x.shape[0])  # (N, 2, 1) -> (N, 2, M)
-    return synaptic_sums(sensory, u.t(), base)
-
-
-def sensory_terms(derived: Derived, x: Tensor, record: bool) -> Tensor:
-    """Return the input-only terms for time-major inputs x (T, B, I), as (T, N, 2, B):
-    ``[s_n + g_leak v_leak, s_d + g_leak]``, recomputed in the backward when recording."""
+def sensory_terms(derived: Derived, x: Tensor) -> Tensor:
+    """Return the input-only terms ``[s_n + g_leak v_leak; s_d + g_leak]`` for time-major
+    inputs x (T, B, I), as (T, 2N, B)."""
     steps, batch, features = x.shape
-    flat = x.reshape(steps * batch, features)  # (M, I), M = T B
-    arguments = (
-        derived,
-        flat,
-        *derived.sensory.tensors(),
-        derived.input_w,
-        derived.input_b,
-        derived.leak,
-    )
-    if record:
-        terms = checkpoint(_sensory_terms, *arguments, use_reentrant=False)
-    else:
-        terms = _sensory_terms(*arguments)
-    return terms.view(-1, 2, steps, batch).permute(2, 0, 1, 3)  # (N, 2, M) -> (T, N, 2, B)
+    u = x
+    if derived.input_w is not None:
+        u = u * derived.input_w
+    if derived.input_b is not None:
+        u = u + derived.input_b
+    u = u.reshape(steps * batch, features).t()  # (T, B, I) -> (I, M), M = T B
+    terms = synaptic_sums(derived.sensory, u, derived.leak)  # (2N, M)
+    return terms.view(-1, steps, batch).transpose(0, 1)  # (2N, M) -> (T, 2N, B)
 
 
 def unfold_base(terms: Tensor, cm: Tensor, h: float | Tensor, epsilon: float) -> Tensor:
-    """Return the base ``[h terms_n, C_m + h (terms_d + epsilon)]`` of the fused unfolds.
+    """Return the base ``[h terms_n; C_m + h (terms_d + epsilon)]`` of the fused unfolds.
 
-    ``terms`` is (T, N, 2, B) from ``sensory_terms``; ``h`` a float or a (T, 1, 1, B) tensor of
-    sub-step lengths. Returns a contiguous (T, N, 2, B) tensor.
+    ``terms`` is (T, 2N, B) from ``sensory_terms``; ``h`` a float or a (T, 1, B) tensor of
+    sub-step lengths. Returns a contiguous (T, 2N, B) tensor.
     """
-    capacitance = torch.cat((torch.zeros_like(cm), cm), dim=-1).unsqueeze(-1)  # (N, 2, 1)
-    shift = terms.new_tensor([[0.0], [epsilon]])  # (2, 1): epsilon on the denominator
+    units = cm.shape[0]
+    capacitance = torch.cat((torch.zeros_like(cm), cm))  # (2N, 1)
+    shift = terms.new_zeros(2 * units, 1)
+    shift[units:] = epsilon  # epsilon on the denominator
     return ((terms + shift) * h + capacitance).contiguous()
 
 
 # ---------------------------------------------------------------------- fused solver
 
 
-def _activation(synapses: Synapses, v: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Return the synaptic activations for the state v (N, B), and the gathered sources."""
-    if synapses.dense:
-        z = torch.addcmul(synapses.shift, synapses.sigma, v.unsqueeze(0))  # (N, N, B)
-        return z.sigmoid_(), None
-    gathered = v.index_select(0, synapses.source)  # (E, B)
-    return torch.addcmul(synapses.shift, synapses.sigma, gathered).sigmoid_(), gathered
+class _Unfold:
+    """The tensors of the fused unfold, in the shapes its operations want (no autograd).
 
-
-def _fused_unfold(
-    synapses: Synapses,
-    weight: Tensor,
-    h_scale: Tensor | None,
-    base: Tensor,
-    cm: Tensor,
-    v: Tensor,
-    out: Tensor,
-    denominator_out: Tensor | None,
-) -> Tensor:
-    """Write one fused unfold's new state into ``out`` (N, B) and return it.
-
-    ``weight`` is the synapse weight times the sub-step when ``h_scale`` is None; otherwise
-    ``h_scale`` (1, B) multiplies the sums. ``denominator_out`` receives Q when given.
+    ``sums`` holds the weights times the sub-step when it is a number (``h_scale`` None);
+    with per-sample sub-steps the weights are plain and the sums are scaled per column.
     """
-    activation, _ = _activation(synapses, v)
-    if synapses.dense:
-        if h_scale is None:
-            sums = torch.baddbmm(base, weight, activation)  # (N, 2, B)
+
+    def __init__(self, synapses: Synapses, matrices: Matrices, cm: Tensor, batch: int):
+        edges = synapses.edges
+        self.count, self.units = edges.count, edges.targets
+        self.source, self.target = edges.source, edges.target
+        self.sigma = synapses.sigma.detach().unsqueeze(1)  # (E, 1)
+        self.shift = synapses.shift.detach().unsqueeze(1)
+        self.sums, self.sums_t, self.to_source = matrices.sums, matrices.sums_t, matrices.to_source
+        self.cm = cm.detach()  # (N, 1)
+        self.buffer = cm.new_empty(2 * self.units, batch)  # [P; Q] of one unfold
+        self.numerator, self.denominator = self.buffer[: self.units], self.buffer[self.units :]
+
+    def activation(self, v: Tensor) -> Tensor:
+        """Return the activations (E, B) for the state v (N, B)."""
+        gathered = v.index_select(0, self.source)  # (E, B)
+        return gathered.mul_(self.sigma).add_(self.shift).sigmoid_()
+
+    def __call__(self, base: Tensor, v: Tensor, h_scale: Tensor | None, out: Tensor) -> Tensor:
+        """Write the state after one unfold from v (N, B) into ``out``; base is (2N, B).
+
+        Leaves ``[P; Q]`` in ``self.buffer``.
+        """
+        if not self.count:
+            self.buffer.copy_(base)
+        elif h_scale is None:
+            torch.addmm(base, self.sums, self.activation(v), out=self.buffer)
         else:
-            sums = torch.bmm(weight, activation).mul_(h_scale).add_(base)
-    else:
-        columns = v.shape[1]
-        contribution = activation.unsqueeze(1) * weight  # (E, 2, B)
-        if h_scale is not None:
-            contribution.mul_(h_scale)
-        sums = base.reshape(-1, 2 * columns).index_add(
-            0, synapses.target, contribution.view(-1, 2 * columns)
-        )
-        sums = sums.view(-1, 2, columns)
-    numerator = torch.addcmul(sums[:, 0], cm, v)  # (N, B)
-    denominator = sums[:, 1]
-    if denominator_out is not None:
-        denominator_out.copy_(denominator)
-    return torch.div(numerator, denominator, out=out)
+            torch.mm(self.sums, self.activation(v), out=self.buffer)
+            self.buffer.mul_(h_scale).add_(base)
+        self.numerator.addcmul_(self.cm, v)  # P = C_m v + ...
+        return torch.div(self.numerator, self.denominator, out=out)
 
 
 class FusedSequence(torch.autograd.Function):
     """The fused-solver time loop as one autograd node; see the module docstring.
 
-    Inputs: ``layout`` (the static synapse description), ``unfolds``, ``keep``, ``base``
-    (T, N, 2, B), ``v0`` (N, B), ``cm`` (N, 1), ``h`` (a float, or a (T, 1, B) tensor without
-    gradient), ``mask`` ((T, 1, B) of 0/1, or None) and the synapses' ``sigma``, ``shift`` and
-    ``weight``. Returns the states (T, N, B) with ``keep``, else the final state (N, B).
+    Inputs: ``synapses`` (the recurrent synapses, static), ``unfolds``, ``keep``, ``base``
+    (T, 2N, B), ``v0`` (N, B), ``cm`` (N, 1), ``h`` (a float, or a (T, 1, B) tensor without
+    gradient), ``mask`` ((T, 1, B) of 0/1, or None) and the synapses' ``sigma``, ``shift``
+    and ``weight``. Returns the states (T, N, B) with ``keep``, else the final state (N, B).
     """
 
     @staticmethod
-    def forward(ctx, layout, unfolds, keep, base, v0, cm, h, mask, sigma, shift, weight):
-        steps, units, _, batch = base.shape
-        synapses = Synapses(layout[0], layout[1], layout[2], sigma, shift, weight, units)
-        scaled = weight * h if isinstance(h, float) else weight
+    def forward(ctx, synapses, unfolds, keep, base, v0, cm, h, mask, sigma, shift, weight):
+        steps, _, batch = base.shape
+        units = v0.shape[0]
+        matrices = _scaled_matrices(synapses, h) if isinstance(h, float) else synapses.matrices
+        unfold = _Unfold(synapses, matrices, cm, batch)
 
+        # Saved for the backward: the state entering every unfold and every denominator Q.
         states = base.new_empty(steps + 1, units, batch)
         states[0] = v0
-        # The states entering unfolds 1 .. U-1 (unfold 0 starts from states[t]), and every
-        # unfold's denominator Q.
-        entering = base.new_empty(steps, unfolds - 1, units, batch)
-        denominators = base.new_empty(steps, unfolds, units, batch)
+        entering = base.new_empty(steps, unfolds, units, batch)
+        denominators = torch.empty_like(entering)
         finals = torch.empty_like(states[1:]) if mask is not None else None  # before the mask
-        for t in range(steps):
-            h_scale = None if isinstance(h, float) else h[t]
-            v = states[t]
-            for u in range(unfolds):
-                if u < unfolds - 1:
-                    out = entering[t, u]
-                else:
-                    out = finals[t] if finals is not None else states[t + 1]
-                v = _fused_unfold(
-                    synapses, scaled, h_scale, base[t], cm, v, out, denominators[t, u]
-                )
-            if mask is not None:
-                torch.where(mask[t] > 0, v, states[t], out=states[t + 1])
+        with step_threads(unfold.count * batch):
+            for t in range(steps):
+                h_scale = None if isinstance(h, float) else h[t]
+                inputs, quotients = entering[t].unbind(0), denominators[t].unbind(0)
+                inputs[0].copy_(states[t])
+                for u in range(unfolds):
+                    if u < unfolds - 1:
+                        out = inputs[u + 1]
+                    else:
+                        out = finals[t] if finals is not None else states[t + 1]
+                    unfold(base[t], inputs[u], h_scale, out)
+                    quotients[u].copy_(unfold.denominator)
+                if mask is not None:
+                    torch.where(mask[t] > 0, finals[t], states[t], out=states[t + 1])
 
-        ctx.layout, ctx.unfolds, ctx.keep = layout, unfolds, keep
+        ctx.synapses, ctx.matrices = synapses, matrices
+        ctx.unfolds, ctx.keep = unfolds, keep
         ctx.float_h = h if isinstance(h, float) else None
         empty = base.new_empty(0)
         ctx.save_for_backward(
@@ -376,71 +464,88 @@ class FusedSequence(torch.autograd.Function):
             mask if mask is not None else empty,
             h if isinstance(h, Tensor) else empty,
             cm,
-            sigma,
-            shift,
-            weight,
         )
         return states[1:] if keep else states[steps].clone()
 
     @staticmethod
     def backward(ctx, grad_output):
-        (states, entering, denominators, finals, mask, h, cm, sigma, shift, weight) = (
-            ctx.saved_tensors
-        )
-        layout, unfolds = ctx.layout, ctx.unfolds
+        states, entering, denominators, finals, mask, h, cm = ctx.saved_tensors
+        unfolds = ctx.unfolds
         finals = finals if finals.numel() else None
         mask = mask if mask.numel() else None
         h = ctx.float_h if ctx.float_h is not None else h
-        units = states.shape[1]
-        synapses = Synapses(layout[0], layout[1], layout[2], sigma, shift, weight, units)
-        scaled = weight * h if isinstance(h, float) else weight
-        steps, batch = states.shape[0] - 1, states.shape[2]
+        steps, units, batch = states.shape[0] - 1, states.shape[1], states.shape[2]
+        unfold = _Unfold(ctx.synapses, ctx.matrices, cm, batch)
+        count = unfold.count
+        source, target, sigma, shift = unfold.source, unfold.target, unfold.sigma, unfold.shift
+        weight = ctx.matrices.sums_t.values().view(count, 2)  # the weights the forward used
+        weight_n, weight_d = weight[:, :1].contiguous(), weight[:, 1:].contiguous()  # (E, 1)
+        cm = unfold.cm
+        sigmoid_backward = torch.ops.aten.sigmoid_backward
 
-        grad_base = states.new_zeros(steps, units, 2, batch)
-        grad_cm = torch.zeros_like(states[0])  # (N, B), summed over B at the end
-        grad_sigma = torch.zeros_like(_activation_shape(synapses, states[0]))
-        grad_shift = torch.zeros_like(grad_sigma)
-        grad_weight = states.new_zeros(_weight_grad_shape(synapses, batch))
-        pair = states.new_empty(units, 2, batch)  # [dL/dP, dL/dQ] of one unfold
+        # Accumulators, summed over the batch at the end.
+        grad_base = states.new_empty(steps, 2 * units, batch)
+        grad_cm = torch.zeros_like(states[0])
+        grad_sigma = states.new_zeros(count, batch)
+        grad_shift = states.new_zeros(count, batch)
+        grad_weight = states.new_zeros(2, count, batch)
+        pairs = states.new_empty(unfolds, 2 * units, batch)  # d(loss)/d[P; Q] per unfold
+        pair_views = [
+            (pair, pair[:units], pair[units:], pair.view(2, units, batch))
+            for pair in pairs.unbind(0)
+        ]
+        zero = states.new_zeros(())
 
-        carry = torch.zeros_like(states[0])
-        for t in range(steps - 1, -1, -1):
-            if ctx.keep:
-                grad_v = carry + grad_output[t]
-            elif t == steps - 1:
-                grad_v = carry + grad_output
-            else:
-                grad_v = carry
-            carry_direct = None
-            if mask is not None:  # v_t = m v_new + (1 - m) v_{t-1}
-                carry_direct = grad_v * (1.0 - mask[t])
-                grad_v = grad_v * mask[t]
-            h_scale = None if isinstance(h, float) else h[t]
-
-            for u in range(unfolds - 1, -1, -1):
-                v = states[t] if u == 0 else entering[t, u - 1]
-                if u < unfolds - 1:
-                    v_next = entering[t, u]
+        with step_threads(count * batch):
+            carry = torch.zeros_like(states[0])
+            for t in range(steps - 1, -1, -1):
+                if ctx.keep:
+                    grad_v = carry + grad_output[t]
+                elif t == steps - 1:
+                    grad_v = carry + grad_output
                 else:
-                    v_next = finals[t] if finals is not None else states[t + 1]
-                q = denominators[t, u]
+                    grad_v = carry
+                carry_direct = None
+                if mask is not None:  # v_t = m v_new + (1 - m) v_{t-1}
+                    carry_direct = grad_v * (1.0 - mask[t])
+                    grad_v = grad_v * mask[t]
+                h_scale = None if isinstance(h, float) else h[t]
+                inputs, quotients = entering[t].unbind(0), denominators[t].unbind(0)
+                last = finals[t] if finals is not None else states[t + 1]
 
-                # v_next = P / Q
-                grad_p = torch.div(grad_v, q, out=pair[:, 0])
-                torch.mul(grad_p, v_next, out=pair[:, 1]).neg_()
-                grad_base[t] += pair
-                grad_cm.addcmul_(grad_p, v)
-                grad_v = grad_p * cm  # through C_m v
+                for u in range(unfolds - 1, -1, -1):
+                    v = inputs[u]
+                    v_next = inputs[u + 1] if u < unfolds - 1 else last
+                    pair, grad_p, grad_q, pair_by_kind = pair_views[u]
 
-                # Through the synaptic sums: P += h n(v), Q += h d(v).
-                activation, gathered = _activation(synapses, v)
-                grad_v += _synapse_backward(
-                    synapses, scaled, h_scale, pair, activation, gathered, v,
-                    grad_sigma, grad_shift, grad_weight,
-                )
-            carry = grad_v if carry_direct is None else grad_v + carry_direct
+                    # v_next = P / Q with P = C_m v + ..., Q = ...
+                    torch.div(grad_v, quotients[u], out=grad_p)
+                    torch.addcmul(zero, grad_p, v_next, value=-1.0, out=grad_q)
+                    grad_v = grad_p * cm
+                    if not count:
+                        continue
 
-        grad_weight = grad_weight if ctx.float_h is None else grad_weight * ctx.float_h
+                    # The synaptic sums entered P and Q times h: sums = R a, R = [w E; w] by target.
+                    if h_scale is not None:
+                        pair_by_kind = (pair * h_scale).view(2, units, batch)
+                    gathered = v.index_select(0, source)  # (E, B)
+                    activation = torch.mul(gathered, sigma).add_(shift).sigmoid_()
+                    per_edge = pair_by_kind.index_select(1, target)  # (2, E, B): G at each target
+                    grad_weight.addcmul_(per_edge, activation)
+                    grad_n, grad_d = per_edge.unbind(0)
+                    grad_activation = torch.mul(grad_n, weight_n).addcmul_(grad_d, weight_d)
+                    grad_z = sigmoid_backward(grad_activation, activation)
+                    grad_sigma.addcmul_(grad_z, gathered)
+                    grad_shift.add_(grad_z)
+                    grad_v = torch.addmm(grad_v, unfold.to_source, grad_z)
+
+                torch.sum(pairs, dim=0, out=grad_base[t])
+                grad_cm += torch.linalg.vecdot(pairs[:, :units], entering[t], dim=0)
+                carry = grad_v if carry_direct is None else grad_v + carry_direct
+
+        grad_weight = grad_weight.sum(-1).t()  # (2, E, B) -> (E, 2)
+        if ctx.float_h is not None:
+            grad_weight = grad_weight * ctx.float_h
         return (
             None,
             None,
@@ -450,81 +555,22 @@ class FusedSequence(torch.autograd.Function):
             grad_cm.sum(-1, keepdim=True),
             None,
             None,
-            grad_sigma.sum(-1, keepdim=True),
-            grad_shift.sum(-1, keepdim=True),
-            _reduce_weight_grad(synapses, grad_weight),
+            grad_sigma.sum(-1),
+            grad_shift.sum(-1),
+            grad_weight,
         )
-
-
-def _activation_shape(synapses: Synapses, v: Tensor) -> Tensor:
-    """Return a tensor shaped like the activations for v (N, B), for gradient accumulators."""
-    if synapses.dense:
-        return v.new_empty(synapses.sigma.shape[0], synapses.sigma.shape[1], v.shape[1])
-    return v.new_empty(synapses.sigma.shape[0], v.shape[1])
-
-
-def _weight_grad_shape(synapses: Synapses, batch: int) -> tuple[int, ...]:
-    if synapses.dense:
-        return tuple(synapses.weight.shape)  # (N, 2, S), already summed over the batch
-    return (synapses.weight.shape[0], 2, batch)  # (E, 2, B), summed at the end
-
-
-def _reduce_weight_grad(synapses: Synapses, grad_weight: Tensor) -> Tensor:
-    if synapses.dense:
-        return grad_weight
-    return grad_weight.sum(-1, keepdim=True)
-
-
-def _synapse_backward(
-    synapses: Synapses,
-    scaled: Tensor,
-    h_scale: Tensor | None,
-    pair: Tensor,
-    activation: Tensor,
-    gathered: Tensor | None,
-    v: Tensor,
-    grad_sigma: Tensor,
-    grad_shift: Tensor,
-    grad_weight: Tensor,
-) -> Tensor:
-    """Accumulate the synapse parameter gradients of one unfold; return d(loss)/d(v) (N, B).
-
-    ``pair`` (N, 2, B) is d(loss)/d[P, Q]; the sums entered as ``h [n, d]``.
-    """
-    grad_sums = pair if h_scale is None else pair * h_scale  # d(loss)/d(sums), up to h
-    if synapses.dense:
-        # sums = W a:  dW += G a^T,  da = W^T G
-        grad_weight.baddbmm_(grad_sums, activation.transpose(1, 2))
-        grad_activation = torch.bmm(scaled.transpose(1, 2), grad_sums)  # (N, S, B)
-        grad_z = torch.ops.aten.sigmoid_backward(grad_activation, activation)
-        grad_sigma.addcmul_(grad_z, v.unsqueeze(0))
-        grad_shift.add_(grad_z)
-        return (grad_z * synapses.sigma).sum(0)  # (S, B)
-
-    columns = v.shape[1]
-    grad_edges = grad_sums.reshape(-1, 2 * columns).index_select(0, synapses.target)
-    grad_edges = grad_edges.view(-1, 2, columns)  # (E, 2, B)
-    grad_weight.addcmul_(grad_edges, activation.unsqueeze(1))
-    grad_activation = torch.linalg.vecdot(grad_edges, scaled, dim=1)  # (E, B)
-    grad_z = torch.ops.aten.sigmoid_backward(grad_activation, activation)
-    grad_sigma.addcmul_(grad_z, gathered)
-    grad_shift.add_(grad_z)
-    return torch.zeros_like(v).index_add_(0, synapses.source, grad_z * synapses.sigma)
 
 
 # ---------------------------------------------------------------------- entry points
 
 
-def _layout(synapses: Synapses) -> tuple:
-    return (synapses.dense, synapses.source, synapses.target)
-
-
 def _explicit_terms(synapses: Synapses, base: Tensor):
     """Return ``terms(v) -> (numerator, denominator)`` over neuron-major states (N, B)."""
+    units = base.shape[0] // 2
 
     def terms(v: Tensor) -> tuple[Tensor, Tensor]:
-        sums = synaptic_sums(synapses, v, base)  # (N, 2, B)
-        return sums[:, 0], sums[:, 1]
+        sums = synaptic_sums(synapses, v, base)  # (2N, B)
+        return sums[:units], sums[units:]
 
     return terms
 
@@ -565,12 +611,12 @@ def run_sequence(
         mask_time = mask.t().unsqueeze(1).to(x.dtype)  # (B, T) -> (T, 1, B)
 
     if _solver_kind(cell.solver) == "fused" and record:
-        terms = sensory_terms(derived, x_time, record=True)  # (T, N, 2, B)
+        terms = sensory_terms(derived, x_time)  # (T, 2N, B)
         h = dt_time / unfolds
-        h_base = h if isinstance(h, float) else h.unsqueeze(1)  # (T, 1, 1, B)
-        base = unfold_base(terms, derived.cm, h_base, cell.epsilon)
+        base = unfold_base(terms, derived.cm, h, cell.epsilon)
+        synapses = derived.recurrent
         result = FusedSequence.apply(
-            _layout(derived.recurrent),
+            synapses,
             unfolds,
             keep,
             base,
@@ -578,7 +624,9 @@ def run_sequence(
             derived.cm,
             h,
             mask_time,
-            *derived.recurrent.tensors(),
+            synapses.sigma,
+            synapses.shift,
+            synapses.weight,
         )
         states, last = (result, result[-1]) if keep else (None, result)
     else:
@@ -594,45 +642,48 @@ def _loop(cell, derived, x_time, v, dt, mask, keep, chunk, record):
     """The step-by-step loop: any supported solver, with or without autograd.
 
     Used for inference with the fused solver (nothing is kept for a backward) and for the
-    Euler and RK4 solvers (autograd records through ``synaptic_sums`` when ``record``).
+    Euler and RK4 solvers (autograd records ``SynapseSums`` nodes when ``record``).
     """
     steps = x_time.shape[0]
     fused = _solver_kind(cell.solver) == "fused"
     unfolds = cell.ode_unfolds
     states = []
+    if fused:
+        with torch.no_grad():
+            synapses = derived.recurrent
+            float_h = isinstance(dt, float)
+            matrices = _scaled_matrices(synapses, dt / unfolds) if float_h else synapses.matrices
+            unfold = _Unfold(synapses, matrices, derived.cm, v.shape[1])
+    elements = derived.recurrent.edges.count * v.shape[1]
     with torch.set_grad_enabled(record):
         for start in range(0, steps, chunk):
-            terms = sensory_terms(derived, x_time[start : start + chunk], record=False)
+            terms = sensory_terms(derived, x_time[start : start + chunk])  # (K, 2N, B)
             if fused:
                 h = dt / unfolds if isinstance(dt, float) else dt[start : start + chunk] / unfolds
-                h_base = h if isinstance(h, float) else h.unsqueeze(1)  # (K, 1, 1, B)
-                terms = unfold_base(terms, derived.cm, h_base, cell.epsilon)
-                scaled = derived.recurrent.weight * h if isinstance(h, float) else None
-            for k in range(terms.shape[0]):
-                t = start + k
-                if fused:
-                    v_next = _fused_steps(derived, terms[k], scaled, h, k, v, unfolds)
-                else:
-                    dt_t = dt if isinstance(dt, float) else dt[t]
-                    terms_t = _explicit_terms(derived.recurrent, terms[k])
-                    v_next = cell.solver.integrate(terms_t, derived.cm, v, dt_t, unfolds)
-                if mask is not None:
-                    v_next = torch.where(mask[t] > 0, v_next, v)
-                v = v_next
-                if keep:
-                    states.append(v)
+                terms = unfold_base(terms, derived.cm, h, cell.epsilon)
+            with step_threads(elements):
+                for k in range(terms.shape[0]):
+                    t = start + k
+                    if fused:
+                        h_scale = None if float_h else h[k]
+                        v_next = _fused_steps(unfold, terms[k], h_scale, v, unfolds)
+                    else:
+                        dt_t = dt if isinstance(dt, float) else dt[t]
+                        terms_t = _explicit_terms(derived.recurrent, terms[k])
+                        v_next = cell.solver.integrate(terms_t, derived.cm, v, dt_t, unfolds)
+                    if mask is not None:
+                        v_next = torch.where(mask[t] > 0, v_next, v)
+                    v = v_next
+                    if keep:
+                        states.append(v)
     return (torch.stack(states) if keep else None), v
 
 
-def _fused_steps(derived, base, scaled, h, k, v, unfolds):
+def _fused_steps(unfold: _Unfold, base: Tensor, h_scale, v: Tensor, unfolds: int) -> Tensor:
     """Run the fused unfolds of one step without saving anything; return the new state."""
-    synapses = derived.recurrent
-    if scaled is None:  # per-sample sub-steps
-        weight, h_scale = synapses.weight, h[k]
-    else:
-        weight, h_scale = scaled, None
-    for _ in range(unfolds):
-        v = _fused_unfold(synapses, weight, h_scale, base, derived.cm, v, torch.empty_like(v), None)
+    spare = [torch.empty_like(v), torch.empty_like(v)]
+    for u in range(unfolds):
+        v = unfold(base, v, h_scale, spare[u % 2])
     return v
 
 

@@ -11,7 +11,6 @@ from torchlnn.solvers import Solver, get_solver
 from torchlnn.wirings import Wiring
 
 from . import _ltc_fast
-from ._fast import autocast_active, grad_needed
 from ._common import (
     WiredModule,
     check_elapsed_time,
@@ -20,6 +19,7 @@ from ._common import (
     resolve_wiring,
     uniform,
 )
+from ._fast import autocast_active, grad_needed
 
 _MAPPINGS = ("affine", "linear", "identity", None)
 

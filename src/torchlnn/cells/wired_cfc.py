@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from torchlnn.wirings import Wiring
 
-from ._common import WiredModule, check_elapsed_time, resolve_wiring
 from . import _cfc_fast
+from ._common import WiredModule, check_elapsed_time, resolve_wiring
 from .cfc import check_mode, closed_form, fast_step_applies, xavier_blocks_
 
 CONNECTIVITIES = ("wiring", "ncps")

@@ -9,6 +9,7 @@ Tests in ``tests/perf`` check every fast path against the reference.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,11 +65,14 @@ class DerivedCache:
     """Tensors derived from a module's parameters, reused while the parameters are unchanged.
 
     Only used when autograd does not record (inference), because a cached tensor carries no
-    graph. An entry is valid while every parameter and buffer is the same object, with the same
-    version counter (bumped by in-place updates such as an optimiser step or
-    ``load_state_dict``) and the same data pointer (changed by ``.to()`` and by assigning
-    ``.data``). The entry holds references to the tensors it checks, so their memory cannot be
-    reused by new tensors while the entry lives.
+    graph. An entry is valid while every submodule and parameter is the same object, and
+    every parameter has the same version counter (bumped by in-place updates such as an
+    optimiser step or ``load_state_dict``) and the same data pointer (changed by ``.to()``
+    and by assigning ``.data``). The entry holds references to the parameters, so their
+    memory cannot be reused by new tensors while the entry lives. Buffers are not checked:
+    the cells' buffers describe the wiring, which ``load_state_dict`` refuses to change, and
+    ``.to()`` moves them together with the parameters. NOTE: editing a wiring buffer in place
+    leaves stale entries behind.
     """
 
     # Entries kept per module; a cell called with many different elapsed times rebuilds.
@@ -81,26 +85,19 @@ class DerivedCache:
 
     def get(self, module: nn.Module, key: Any, build: Callable[[], Any]) -> Any:
         """Return the cached value for ``(module, key)``, calling ``build()`` when stale."""
-        slots = self._entries.get(module)
-        if slots is None:
-            slots = {}
-            self._entries[module] = slots
-        entry = slots.get(key)
-        if entry is not None:
-            tensors, versions, pointers, value = entry
-            if _unchanged(module_tensors(module), tensors, versions, pointers):
-                return value
-        tensors = module_tensors(module)
+        entries = self._entries.get(module)
+        if entries is None:
+            entries = {}
+            self._entries[module] = entries
+        entry = entries.get(key)
+        if entry is not None and entry[0].unchanged():
+            return entry[1]
+        snapshot = _Snapshot(module)
         value = build()
-        slots.pop(key, None)
-        while len(slots) >= self.max_entries:
-            slots.pop(next(iter(slots)))  # the oldest entry
-        slots[key] = (
-            tensors,
-            [t._version for t in tensors],
-            [t.data_ptr() for t in tensors],
-            value,
-        )
+        entries.pop(key, None)
+        while len(entries) >= self.max_entries:
+            entries.pop(next(iter(entries)))  # the oldest entry
+        entries[key] = (snapshot, value)
         return value
 
     def clear(self, module: nn.Module) -> None:
@@ -108,27 +105,62 @@ class DerivedCache:
         self._entries.pop(module, None)
 
 
+class _Snapshot:
+    """The identity, version and data pointer of every parameter of a module tree."""
+
+    def __init__(self, module: nn.Module):
+        self.modules: list[tuple[dict, str, nn.Module]] = []
+        self.parameters: list[tuple[dict, str, Tensor, int, int]] = []
+        self._record(module)
+
+    def _record(self, module: nn.Module) -> None:
+        for name, tensor in module._parameters.items():
+            if tensor is not None:
+                entry = (module._parameters, name, tensor, tensor._version, tensor.data_ptr())
+                self.parameters.append(entry)
+        for name, child in module._modules.items():
+            if child is not None:
+                self.modules.append((module._modules, name, child))
+                self._record(child)
+
+    def unchanged(self) -> bool:
+        for modules, name, child in self.modules:
+            if modules.get(name) is not child:
+                return False
+        for parameters, name, tensor, version, pointer in self.parameters:
+            if (
+                parameters.get(name) is not tensor
+                or tensor._version != version
+                or tensor.data_ptr() != pointer
+            ):
+                return False
+        return True
+
+
 def module_tensors(module: nn.Module, found: list[Tensor] | None = None) -> list[Tensor]:
-    """Return every parameter and buffer of ``module`` and its children, in a fixed order.
+    """Return every parameter of ``module`` and its children, in a fixed order.
 
     A direct walk over the modules' dictionaries: ``module.parameters()`` costs several
     microseconds more, which matters for a single control step.
     """
     found = [] if found is None else found
     found.extend(t for t in module._parameters.values() if t is not None)
-    found.extend(t for t in module._buffers.values() if t is not None)
     for child in module._modules.values():
         if child is not None:
             module_tensors(child, found)
     return found
 
 
-def _unchanged(
-    current: list[Tensor], tensors: list[Tensor], versions: list[int], pointers: list[int]
-) -> bool:
-    if len(current) != len(tensors):
-        return False
-    for now, then, version, pointer in zip(current, tensors, versions, pointers):
-        if now is not then or now._version != version or now.data_ptr() != pointer:
-            return False
-    return True
+def thread_workspace(owner: Any, build: Callable[[], Any]) -> Any:
+    """Return ``owner``'s workspace for the calling thread, built on first use.
+
+    A workspace holds preallocated buffers and views for a single control step; one per
+    thread keeps concurrent inference from several threads correct. ``owner`` is a cached
+    derived object, so its workspaces go when the cache rebuilds it.
+    """
+    spaces = owner.__dict__.setdefault("_workspaces", {})
+    ident = threading.get_ident()
+    space = spaces.get(ident)
+    if space is None:
+        space = spaces[ident] = build()
+    return space

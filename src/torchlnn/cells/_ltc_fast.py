@@ -41,7 +41,7 @@ from torch import Tensor
 
 from torchlnn.solvers import RK4, Euler, Fused
 
-from ._fast import DerivedCache, grad_needed, step_threads
+from ._fast import DerivedCache, grad_needed, step_threads, thread_workspace
 
 _CACHE = DerivedCache()
 
@@ -687,10 +687,136 @@ def _fused_steps(unfold: _Unfold, base: Tensor, h_scale, v: Tensor, unfolds: int
     return v
 
 
+# ---------------------------------------------------------------------- one control step
+
+# The dense single-sample step applies while its matrices stay below this many entries each.
+SMALL_STEP_ENTRIES = 1 << 16
+
+
+@dataclass(eq=False)
+class _SmallStep:
+    r"""One fused step of a small cell for a single sample, as dense matrix-vector products.
+
+    With ``w = [a; v]``, the activations of the E synapses followed by the state, each unfold
+    is four operations:
+
+    .. math::
+
+        a \leftarrow \mathrm{sigmoid}(c + G v), \qquad
+        [P; Q] = \mathrm{base} + M w, \qquad v \leftarrow P / Q
+
+    where ``G`` (E, N) holds ``sigma_e`` at (e, source(e)), and ``M`` (2N, E + N) holds
+    ``h w_e E_e`` and ``h w_e`` in the rows of ``target(e)`` and ``C_m`` on the diagonal of
+    the state block. The sensory synapses are the same products on the mapped input, once per
+    step. Dense matrices cost E N operations instead of E, which is why this form is kept for
+    small cells; for one sample it replaces a dozen tiny operations per unfold.
+    """
+
+    units: int
+    count: int
+    input_w: Tensor | None  # (I,)
+    input_b: Tensor | None
+    sensory_gather: Tensor  # (Es, I)
+    sensory_shift: Tensor  # (Es,)
+    sensory_sums: Tensor  # (2N, Es), times h
+    base: Tensor  # (2N,): [h g_leak v_leak; C_m + h (g_leak + epsilon)]
+    gather: Tensor  # (E, N)
+    shift: Tensor  # (E,)
+    sums: Tensor  # (2N, E + N)
+    unfolds: int
+
+
+def _small_step(cell, dt: float) -> _SmallStep | None:
+    """Build the dense single-sample step for elapsed time ``dt``, or None for a large cell."""
+    derived = derive(cell, record=False)
+    recurrent, sensory = derived.recurrent, derived.sensory
+    units, count = recurrent.edges.targets, recurrent.edges.count
+    inputs, sensory_count = sensory.edges.sources, sensory.edges.count
+    if max(count * units, 2 * units * (count + units), sensory_count * inputs) > SMALL_STEP_ENTRIES:
+        return None
+    h = dt / cell.ode_unfolds
+
+    def gather(synapses: Synapses, sources: int) -> Tensor:
+        edges = synapses.edges
+        matrix = synapses.sigma.new_zeros(edges.count, sources)
+        matrix[torch.arange(edges.count), edges.source] = synapses.sigma
+        return matrix
+
+    def sums(synapses: Synapses) -> Tensor:
+        edges = synapses.edges
+        matrix = synapses.sigma.new_zeros(2 * units, edges.count)
+        columns = torch.arange(edges.count)
+        matrix[edges.target, columns] = synapses.weight[:, 0] * h
+        matrix[units + edges.target, columns] = synapses.weight[:, 1] * h
+        return matrix
+
+    cm = derived.cm.squeeze(-1)
+    leak = derived.leak.squeeze(-1)  # [g_leak v_leak; g_leak]
+    base = torch.cat((h * leak[:units], cm + h * (leak[units:] + cell.epsilon)))
+    state_block = torch.cat((torch.diag(cm), torch.zeros_like(torch.diag(cm))))  # (2N, N)
+    return _SmallStep(
+        units=units,
+        count=count,
+        input_w=derived.input_w,
+        input_b=derived.input_b,
+        sensory_gather=gather(sensory, inputs),
+        sensory_shift=sensory.shift,
+        sensory_sums=sums(sensory),
+        base=base,
+        gather=gather(recurrent, units),
+        shift=recurrent.shift,
+        sums=torch.cat((sums(recurrent), state_block), dim=1),
+        unfolds=cell.ode_unfolds,
+    )
+
+
+class _SmallWorkspace:
+    """The buffers of ``_SmallStep`` with their views, made once per thread."""
+
+    def __init__(self, plan: _SmallStep):
+        like, count, units = plan.base, plan.count, plan.units
+        self.mapped = like.new_empty(plan.sensory_gather.shape[1])
+        self.sensory = like.new_empty(plan.sensory_gather.shape[0])
+        self.base = like.new_empty(2 * units)
+        self.w = like.new_empty(count + units)  # [a; v]
+        self.activation, self.state = self.w[:count], self.w[count:]
+        self.pq = like.new_empty(2 * units)
+        self.p, self.q = self.pq[:units], self.pq[units:]
+
+
+def _run_small_step(plan: _SmallStep, space: _SmallWorkspace, x: Tensor, v: Tensor) -> Tensor:
+    """Advance one sample: x (I,), v (N,); returns the new state (N,)."""
+    u = x
+    if plan.input_b is not None:
+        u = torch.addcmul(plan.input_b, x, plan.input_w, out=space.mapped)
+    elif plan.input_w is not None:
+        u = torch.mul(x, plan.input_w, out=space.mapped)
+    torch.addmv(plan.sensory_shift, plan.sensory_gather, u, out=space.sensory).sigmoid_()
+    base = torch.addmv(plan.base, plan.sensory_sums, space.sensory, out=space.base)
+
+    w, activation, state = space.w, space.activation, space.state
+    pq, p, q = space.pq, space.p, space.q
+    gather, shift, sums = plan.gather, plan.shift, plan.sums
+    state.copy_(v)
+    for _ in range(plan.unfolds):
+        torch.addmv(shift, gather, state, out=activation).sigmoid_()
+        torch.addmv(base, sums, w, out=pq)
+        torch.div(p, q, out=state)
+    return state.clone()
+
+
 def step(cell, x: Tensor, h: Tensor, dt: float | Tensor) -> Tensor:
-    """Advance one step without autograd: x (B, I), h (B, N), dt a float or (B, 1)."""
-    with torch.no_grad():
-        dt_time = dt if isinstance(dt, float) else dt.reshape(1, 1, -1)  # (B, 1) -> (1, 1, B)
-        derived = derive(cell, record=False)
-        _, last = _loop(cell, derived, x.unsqueeze(0), h.t(), dt_time, None, False, 1, False)
+    """Advance one step without autograd: x (B, I), h (B, N), dt a float or (B, 1).
+
+    The caller ensures that autograd does not record (no gradient is required).
+    """
+    if x.shape[0] == 1 and type(cell.solver) is Fused:
+        value = dt if isinstance(dt, float) else float(dt)
+        plan = _CACHE.get(cell, ("small", value), lambda: _small_step(cell, value))
+        if plan is not None:
+            space = thread_workspace(plan, lambda: _SmallWorkspace(plan))
+            return _run_small_step(plan, space, x.view(-1), h.view(-1)).unsqueeze(0)
+    dt_time = dt if isinstance(dt, float) else dt.reshape(1, 1, -1)  # (B, 1) -> (1, 1, B)
+    derived = derive(cell, record=False)
+    _, last = _loop(cell, derived, x.unsqueeze(0), h.t(), dt_time, None, False, 1, False)
     return last.t()

@@ -989,41 +989,52 @@ class _SingleStep:
     """Buffers and views for one sample's step of a program (one workspace per thread).
 
     For a single sample every operation costs about a microsecond whatever its size, so this
-    works on vectors with matrix-vector products and writes into buffers whose views were
-    made once; each stage is three to five operations.
+    works on vectors and makes as few calls as it can: one matrix-vector product gives the
+    state terms of every stage that reads the state (their weights scattered into one
+    (rows, N) matrix), then each stage adds its input or fresh term in place and applies its
+    nonlinearity into buffers whose views were made once.
     """
 
     def __init__(self, prepared: Prepared):
         program, weights = prepared.program, prepared.weights
         like = program.biases[0]
         units = sum(stage.width for stage in program.stages if stage.closed_form)
-        self.state = like.new_empty(units)
-        self.new_state = like.new_empty(units)
-        self.order, self.inverse = prepared.program.order, prepared.inverse
+        self.order, self.inverse = program.order, prepared.inverse
         self.constants = prepared.constants
+
+        # The stages that read the state share one product with the state.
+        group = [i for i, stage in enumerate(program.stages) if stage.state_columns is not None]
+        rows = sum(program.stages[i].rows for i in group)
+        self.group_weight = like.new_zeros(rows, units)
+        self.group_bias = like.new_empty(rows)
+        self.group_pre = like.new_empty(rows)
+        self.new_state = like.new_empty(units)
         self.plan = []
+        offset = 0
         for index, stage in enumerate(program.stages):
-            pre = like.new_empty(stage.rows)
             hidden = stage.width
-            columns = stage.state_columns
-
-            def matrix(weight):
-                return weight.contiguous() if weight is not None else None
-
+            if index in group:
+                start, stop = stage.state_columns
+                self.group_weight[offset : offset + stage.rows, start:stop] = weights.state[index]
+                self.group_bias[offset : offset + stage.rows] = program.biases[index]
+                pre = self.group_pre[offset : offset + stage.rows]
+                offset += stage.rows
+            else:
+                pre = like.new_empty(stage.rows)
             entry = {
-                "stage": stage,
+                "kind": stage.kind,
                 "pre": pre,
-                "input": matrix(program.input_weights[index]),
+                "in_group": index in group,
                 "bias": program.biases[index],
-                "state": matrix(weights.state[index]),
-                "state_view": self.state[columns[0] : columns[1]] if columns else None,
-                "fresh": matrix(weights.fresh[index]),
+                "input": _contiguous(program.input_weights[index]),
+                "fresh": _contiguous(weights.fresh[index]),
                 "pure": weights.pure[index],
                 "output": like.new_empty(hidden) if not stage.closed_form else None,
+                "out": None,
             }
             if stage.closed_form:
-                offset = stage.state_offset
-                entry["out"] = self.new_state[offset : offset + hidden]
+                start = stage.state_offset
+                entry["out"] = self.new_state[start : start + hidden]
             if stage.kind in ("default", "no_gate"):
                 tanh = like.new_empty(2 * hidden)
                 entry.update(
@@ -1037,32 +1048,29 @@ class _SingleStep:
 
     def run(self, x: Tensor, h: Tensor, dt: float) -> Tensor:
         """Return the new state (N,) from x (F,) and h (N,) in neuron-id order."""
-        self.state.copy_(h if self.order is None else h.index_select(0, self.order))
+        y = h if self.order is None else h.index_select(0, self.order)
+        torch.addmv(self.group_bias, self.group_weight, y, out=self.group_pre)
         z = None
         for entry in self.plan:
-            stage, pre = entry["stage"], entry["pre"]
-            started = False
-            if entry["input"] is not None:
-                torch.addmv(entry["bias"], entry["input"], x, out=pre)
-                started = True
-            if entry["state"] is not None:
-                if started:
-                    pre.addmv_(entry["state"], entry["state_view"])
-                else:
-                    torch.addmv(entry["bias"], entry["state"], entry["state_view"], out=pre)
-                    started = True
-            if entry["fresh"] is not None:
-                if started:
+            pre = entry["pre"]
+            if entry["in_group"]:
+                if entry["input"] is not None:
+                    pre.addmv_(entry["input"], x)
+                if entry["fresh"] is not None:
                     pre.addmv_(entry["fresh"], z)
-                else:
-                    torch.addmv(entry["bias"], entry["fresh"], z, out=pre)
-            z = self._apply(stage, entry, pre, dt)
+            elif entry["input"] is not None:
+                torch.addmv(entry["bias"], entry["input"], x, out=pre)
+                if entry["fresh"] is not None:
+                    pre.addmv_(entry["fresh"], z)
+            else:
+                torch.addmv(entry["bias"], entry["fresh"], z, out=pre)
+            z = self._apply(entry, pre, dt)
         if self.inverse is None:
             return self.new_state.clone()
         return self.new_state.index_select(0, self.inverse)
 
-    def _apply(self, stage: Stage, entry: dict, pre: Tensor, dt: float) -> Tensor:
-        kind = stage.kind
+    def _apply(self, entry: dict, pre: Tensor, dt: float) -> Tensor:
+        kind = entry["kind"]
         if kind in ("default", "no_gate"):
             pre.sigmoid_()  # sigmoid(2 f_1), sigmoid(2 f_2), gate
             torch.add(
@@ -1085,3 +1093,7 @@ class _SingleStep:
         magnitude, amplitude = entry["pure"]
         decay = torch.add(pre.abs(), magnitude).mul_(-dt).exp_()
         return torch.addcmul(amplitude, amplitude * decay, pre, value=-1.0, out=entry["out"])
+
+
+def _contiguous(weight: Tensor | None) -> Tensor | None:
+    return weight.contiguous() if weight is not None else None

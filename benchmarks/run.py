@@ -190,7 +190,7 @@ def time_all(calls, rounds, device, budget):
 
 def load_previous(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
     """Return the records of an earlier run with the same settings, to resume it."""
-    partial = path.with_suffix(".partial.json")
+    partial = path.with_suffix(".tmp")
     if not partial.exists():
         return []
     saved = json.loads(partial.read_text())
@@ -201,7 +201,7 @@ def load_previous(path: Path, settings: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def save_partial(path: Path, settings: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    partial = path.with_suffix(".partial.json")
+    partial = path.with_suffix(".tmp")
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_text(json.dumps({"settings": settings, "records": records}, indent=1))
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1))
-    args.output.with_suffix(".partial.json").unlink(missing_ok=True)
+    args.output.with_suffix(".tmp").unlink(missing_ok=True)
     markdown = report.markdown(result)
     args.output.with_suffix(".md").write_text(markdown)
     print(markdown)

@@ -16,8 +16,8 @@ are computed before the loop, in one matrix product per stage.
 The weights are folded so that each step needs few operations:
 
 * ``tanh(x) = 2 sigmoid(2x) - 1``. On CPUs PyTorch's sigmoid is several times faster than its
-  tanh, so the rows of ``f_1`` and ``f_2`` (and of a tanh or LeCun-tanh backbone layer) are
-  scaled by 2 (by 1.332 for LeCun's ``1.7159 tanh(0.666 x)``) and the kernel applies a
+  tanh. So the rows of ``f_1`` and ``f_2``, and of a tanh or LeCun-tanh backbone layer, are
+  scaled by 2 (by 1.332 for LeCun's ``1.7159 tanh(0.666 x)``), and the kernel applies a
   sigmoid.
 * With a number as elapsed time, the gate ``t_a dt + t_b`` is one head: its rows are
   ``dt W_a + W_b``. With a tensor of per-sample times both heads are kept.
@@ -246,8 +246,9 @@ def wired_program(cell, dt: float | None) -> Program:
     layers = list(cell.layers)
     units, inputs = cell.state_size, cell.sensory_size
 
-    # Internal state order: the neuron ids when every layer is a contiguous run of ids (true
-    # for NCP wirings), so that stage outputs are slices of the state; otherwise layer order.
+    # The internal state order is the neuron-id order when every layer is a contiguous run of
+    # ids (true for NCP wirings), so that stage outputs are slices of the state. Otherwise it
+    # is the layer order.
     ids = [layer.neuron_ids for layer in layers]
     if all(_is_run(i) for i in ids):
         order = None
@@ -312,7 +313,7 @@ def wired_program(cell, dt: float | None) -> Program:
 
 
 def _is_run(values: Tensor) -> bool:
-    """Whether ``values`` is ``start, start + 1, ..., start + n - 1``."""
+    """Return whether ``values`` is ``start, start + 1, ..., start + n - 1``."""
     if values.numel() == 0:
         return False
     start = int(values[0])
@@ -380,9 +381,9 @@ def _inverse(order: Tensor) -> Tensor:
 class _StageRun:
     """One stage's buffers and per-step views for one run of the loop.
 
-    ``pre[t]`` (B, rows) receives the stage's pre-activation at step t; after the step it
-    holds what the backward needs: the sigmoids of a sigmoid-form activation or of a
-    "default" or "no_gate" closed form (its first 3H columns), or else the pre-activation;
+    ``pre[t]`` (B, rows) receives the stage's pre-activation at step t. After the step it
+    contains what the backward needs: the sigmoids of a sigmoid-form activation or of a
+    "default" or "no_gate" closed form (in its first 3H columns), or else the pre-activation.
     "pure" also keeps its decay factor in ``decay[t]``. With ``steps=None`` (inference) one
     buffer serves every step.
     """
@@ -570,11 +571,11 @@ def _step_elements(stages: tuple[Stage, ...], batch: int) -> int:
 def _forward_steps(
     stages, weights: Weights, runs, inputs, previous, new, constants, dt, t_range, offset=0
 ):
-    """Run steps ``t_range``: ``previous[t]`` (B, N) -> ``new[t]``.
+    """Run the steps in ``t_range``, each from the previous state to the new one.
 
-    ``inputs[s][t - offset]`` is stage s's input term at step t; ``previous[s]`` and
-    ``new[s]`` give each stage's per-step views of the old state block it reads and of the
-    new state slice it writes.
+    ``inputs[s][t - offset]`` is stage s's input term at step t. ``previous[s][t]`` is the
+    block of the old state that stage s reads, and ``new[s][t]`` the slice of the new state
+    that it writes.
     """
     for t in t_range:
         dt_t = _dt_at(dt, t)
@@ -617,11 +618,16 @@ def _state_views(stages, states: Tensor, first: int, last: int | None):
 class CfCSequence(torch.autograd.Function):
     """The CfC time loop as one autograd node; see the module docstring.
 
-    Inputs: the static ``stages``, ``keep`` (return every state, else only the last), the
-    number of input terms, ``y0`` (B, N), ``dt`` (a float or a (T, B, 1) tensor without
-    gradient), ``mask`` ((T, B, 1) of 0/1 or None), a dict of 0-d constants, the input terms
-    (T, B, rows) of the stages that read the input, and ``Program.loop_tensors()``. Returns
-    the states (T, B, N) with ``keep``, else the final state (B, N).
+    Inputs, in order:
+
+    * ``stages``, static, and ``keep``: return every state, else only the last;
+    * the number of input terms, ``y0`` (B, N) and ``dt``, a float or a (T, B, 1) tensor
+      without gradient;
+    * ``mask``, (T, B, 1) of 0/1 or None, and a dict of 0-d constants;
+    * the input terms (T, B, rows) of the stages that read the input, then
+      ``Program.loop_tensors()``.
+
+    Returns the states (T, B, N) with ``keep``, else the final state (B, N).
     """
 
     @staticmethod
@@ -629,7 +635,7 @@ class CfCSequence(torch.autograd.Function):
         inputs_flat, loop = tensors[:input_count], list(tensors[input_count:])
         steps, batch, _ = inputs_flat[0].shape
         weights = split_tensors(stages, loop)
-        inputs = _per_stage_inputs(stages, inputs_flat, unbind=True)
+        inputs = _per_stage_inputs(stages, inputs_flat)
         runs = [_StageRun(stage, steps, batch, y0) for stage in stages]
 
         states = y0.new_empty(steps + 1, batch, y0.shape[1])  # y_0 .. y_T
@@ -774,12 +780,13 @@ def _stage_outputs(stages, runs, states: Tensor, index: int) -> Tensor:
     return states[1:, :, offset : offset + stage.width]
 
 
-def _per_stage_inputs(stages, inputs_flat, unbind: bool):
+def _per_stage_inputs(stages, inputs_flat):
+    """Return, per stage, the per-step views of its input term, or None."""
     values = iter(inputs_flat)
-    return [
-        (next(values).unbind(0) if unbind else next(values)) if s.reads_input else None
-        for s in stages
-    ]
+    per_stage = []
+    for stage in stages:
+        per_stage.append(next(values).unbind(0) if stage.reads_input else None)
+    return per_stage
 
 
 # ---------------------------------------------------------------------- entry points
@@ -842,8 +849,8 @@ def run_sequence(
 
 
 def _inference(prepared: Prepared, x_time, y0, dt, mask, keep: bool, chunk: int):
-    """The loop without autograd: input terms per chunk of steps, and no per-step tensors
-    kept beyond the states that the caller asked for."""
+    """Run the loop without autograd: input terms per chunk of steps, and no per-step
+    tensors kept beyond the states that the caller asked for."""
     program, weights = prepared.program, prepared.weights
     stages = program.stages
     steps, batch, _ = x_time.shape
@@ -869,7 +876,7 @@ def _inference(prepared: Prepared, x_time, y0, dt, mask, keep: bool, chunk: int)
         elements = _step_elements(stages, batch)
         for start in range(0, steps, chunk):
             stop = min(start + chunk, steps)
-            inputs = _per_stage_inputs(stages, program.input_terms(x_time[start:stop]), True)
+            inputs = _per_stage_inputs(stages, program.input_terms(x_time[start:stop]))
             with step_threads(elements):
                 if mask is None:
                     _forward_steps(
@@ -957,7 +964,7 @@ def step(cell, x: Tensor, h: Tensor, dt: float | Tensor) -> Tensor:
 
 
 def _single_stage(stage: Stage, pre: Tensor, dt, constants, pure, out: Tensor | None) -> Tensor:
-    """``_StageRun.forward`` for one step without saved buffers; ``pre`` may be overwritten."""
+    """Apply a stage as ``_StageRun.forward`` does, without buffers; overwrites ``pre``."""
     kind = stage.kind
     if kind in SIGMOID_FORMS:
         _, output_scale, _ = SIGMOID_FORMS[kind]
@@ -989,9 +996,9 @@ class _SingleStep:
     """Buffers and views for one sample's step of a program (one workspace per thread).
 
     For a single sample every operation costs about a microsecond whatever its size, so this
-    works on vectors and makes as few calls as it can: one matrix-vector product gives the
-    state terms of every stage that reads the state (their weights scattered into one
-    (rows, N) matrix), then each stage adds its input or fresh term in place and applies its
+    works on vectors and makes as few calls as it can. One matrix-vector product gives the
+    state terms of every stage that reads the state, their weights scattered into one
+    (rows, N) matrix. Then each stage adds its input or fresh term in place and applies its
     nonlinearity into buffers whose views were made once.
     """
 

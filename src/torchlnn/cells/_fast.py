@@ -65,10 +65,10 @@ class DerivedCache:
     """Tensors derived from a module's parameters, reused while the parameters are unchanged.
 
     Only used when autograd does not record (inference), because a cached tensor carries no
-    graph. An entry is valid while every submodule and parameter is the same object, and
-    every parameter has the same version counter (bumped by in-place updates such as an
-    optimiser step or ``load_state_dict``) and the same data pointer (changed by ``.to()``
-    and by assigning ``.data``). The entry holds references to the parameters, so their
+    graph. An entry is valid while every submodule and parameter is the same object. Every
+    parameter must also keep its version counter, which in-place updates such as an optimiser
+    step or ``load_state_dict`` bump, and its data pointer, which ``.to()`` and assigning
+    ``.data`` change. The entry holds references to the parameters, so their
     memory cannot be reused by new tensors while the entry lives. Buffers are not checked:
     the cells' buffers describe the wiring, which ``load_state_dict`` refuses to change, and
     ``.to()`` moves them together with the parameters. NOTE: editing a wiring buffer in place
@@ -154,9 +154,9 @@ def module_tensors(module: nn.Module, found: list[Tensor] | None = None) -> list
 def thread_workspace(owner: Any, build: Callable[[], Any]) -> Any:
     """Return ``owner``'s workspace for the calling thread, built on first use.
 
-    A workspace holds preallocated buffers and views for a single control step; one per
-    thread keeps concurrent inference from several threads correct. ``owner`` is a cached
-    derived object, so its workspaces go when the cache rebuilds it.
+    A workspace contains preallocated buffers and views for a single control step. Each
+    thread gets its own, so that concurrent inference from several threads stays correct.
+    ``owner`` is a cached derived object, so its workspaces go when the cache rebuilds it.
     """
     spaces = owner.__dict__.setdefault("_workspaces", {})
     ident = threading.get_ident()

@@ -124,8 +124,8 @@ def _row_pointers(counts: Tensor) -> Tensor:
 
 
 def _csr(rows: Tensor, columns: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    # NOTE: PyTorch 2.13 warns once that sparse CSR support is in beta; the operations used
-    # here (construction and CSR x dense products) are covered by the fast-path tests.
+    # NOTE: PyTorch 2.13 warns once that sparse CSR support is in beta. The operations used
+    # here, construction and CSR-by-dense products, are covered by the fast-path tests.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(rows, columns, values, shape, check_invariants=False)
@@ -379,8 +379,9 @@ def unfold_base(terms: Tensor, cm: Tensor, h: float | Tensor, epsilon: float) ->
 class _Unfold:
     """The tensors of the fused unfold, in the shapes its operations want (no autograd).
 
-    ``sums`` holds the weights times the sub-step when it is a number (``h_scale`` None);
-    with per-sample sub-steps the weights are plain and the sums are scaled per column.
+    ``sums`` contains the weights times the sub-step when that is a number (``h_scale``
+    None). With per-sample sub-steps the weights are plain and the sums are scaled per
+    column instead.
     """
 
     def __init__(self, synapses: Synapses, matrices: Matrices, cm: Tensor, batch: int):
@@ -418,10 +419,15 @@ class _Unfold:
 class FusedSequence(torch.autograd.Function):
     """The fused-solver time loop as one autograd node; see the module docstring.
 
-    Inputs: ``synapses`` (the recurrent synapses, static), ``unfolds``, ``keep``, ``base``
-    (T, 2N, B), ``v0`` (N, B), ``cm`` (N, 1), ``h`` (a float, or a (T, 1, B) tensor without
-    gradient), ``mask`` ((T, 1, B) of 0/1, or None) and the synapses' ``sigma``, ``shift``
-    and ``weight``. Returns the states (T, N, B) with ``keep``, else the final state (N, B).
+    Inputs, in order:
+
+    * ``synapses``, the recurrent synapses (static), ``unfolds`` and ``keep``;
+    * ``base`` (T, 2N, B), ``v0`` (N, B) and ``cm`` (N, 1);
+    * ``h``, a float or a (T, 1, B) tensor without gradient, and ``mask``, (T, 1, B) of 0/1
+      or None;
+    * the synapses' ``sigma``, ``shift`` and ``weight``.
+
+    Returns the states (T, N, B) with ``keep``, else the final state (N, B).
     """
 
     @staticmethod
@@ -639,7 +645,7 @@ def run_sequence(
 
 
 def _loop(cell, derived, x_time, v, dt, mask, keep, chunk, record):
-    """The step-by-step loop: any supported solver, with or without autograd.
+    """Run the step-by-step loop: any supported solver, with or without autograd.
 
     Used for inference with the fused solver (nothing is kept for a backward) and for the
     Euler and RK4 solvers (autograd records ``SynapseSums`` nodes when ``record``).
@@ -708,8 +714,8 @@ class _SmallStep:
     where ``G`` (E, N) holds ``sigma_e`` at (e, source(e)), and ``M`` (2N, E + N) holds
     ``h w_e E_e`` and ``h w_e`` in the rows of ``target(e)`` and ``C_m`` on the diagonal of
     the state block. The sensory synapses are the same products on the mapped input, once per
-    step. Dense matrices cost E N operations instead of E, which is why this form is kept for
-    small cells; for one sample it replaces a dozen tiny operations per unfold.
+    step. Dense matrices cost E N operations instead of E, so this form is kept for small
+    cells, where it replaces a dozen tiny operations per unfold.
     """
 
     units: int

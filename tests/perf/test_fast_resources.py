@@ -161,3 +161,26 @@ def test_control_steps_from_several_threads_agree(make):
     for index in range(4):
         for result in results[index]:
             torch.testing.assert_close(result, expected[index], rtol=0, atol=0)
+
+
+# torch.jit.trace warns about its own deprecation and about Python values it records as
+# constants; neither comes from the code under test.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize(
+    "make",
+    [lambda: torchlnn.LTC(4, NCP(4, 3, 2, 2, 2, 3, 2)), lambda: torchlnn.CfC(4, 6)],
+    ids=["ltc", "cfc"],
+)
+def test_tracing_and_export_use_reference_operations(make):
+    torch.manual_seed(0)
+    model = make()
+    x = torch.randn(2, 3, 4)
+    with torch.no_grad():
+        expected, _ = model(x)
+        traced = torch.jit.trace(model, (x,))
+    assert "PythonOp" not in str(traced.graph)  # no autograd Function of a fast path
+    torch.testing.assert_close(traced(x)[0], expected)
+
+    exported = torch.export.export(model, (x,))
+    torch.testing.assert_close(exported.module()(x)[0], expected)

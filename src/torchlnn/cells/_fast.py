@@ -34,6 +34,14 @@ def autocast_active(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type)
 
 
+def exporting() -> bool:
+    """Return True while a model is traced or exported (``torch.jit.trace``, ONNX export,
+    ``torch.export``). The fast paths then step aside: an exported graph needs the plain
+    reference operations, not their caches, sparse products and autograd Functions."""
+    tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    return tracing or torch.compiler.is_exporting()
+
+
 # PyTorch's grain size for parallel element-wise CPU kernels (at::internal::GRAIN_SIZE).
 PARALLEL_GRAIN = 32768
 

@@ -65,13 +65,15 @@ def closed_form(
 
 
 def fast_step_applies(cell: nn.Module, input: Tensor, hx: Tensor, dt: float | Tensor) -> bool:
-    """Whether a CfC cell's forward may take the fast single step: no autograd, no autocast
-    and no active dropout."""
+    """Return whether a CfC cell's forward may take the fast single step: no autograd, no
+    autocast, no active dropout, and outside tracing, export and ``torch.compile`` (which
+    compiles the reference step)."""
     return (
         cell.fast_path
         and _cfc_fast.supports_fast_path(cell)
         and not autocast_active(input.device.type)
         and not exporting()
+        and not torch.compiler.is_compiling()
         and not grad_needed(cell, input, hx, dt if isinstance(dt, Tensor) else None)
     )
 

@@ -362,12 +362,14 @@ class LTCCell(WiredModule):
     # ------------------------------------------------------------------ fast path
 
     def _fast_step_applies(self, input: Tensor, hx: Tensor, dt: float | Tensor) -> bool:
-        """The fast single step runs without autograd, autocast or an unsupported solver."""
+        """The fast single step runs without autograd, autocast or an unsupported solver, and
+        outside tracing, export and ``torch.compile`` (which compiles the reference step)."""
         return (
             self.fast_path
             and _ltc_fast.supports_fast_path(self)
             and not autocast_active(input.device.type)
             and not exporting()
+            and not torch.compiler.is_compiling()
             and not grad_needed(self, input, hx, dt if isinstance(dt, Tensor) else None)
         )
 

@@ -267,3 +267,20 @@ def test_constant_timespans_tensor_equals_number_bitwise():
         as_number, _ = layer(x, timespans=0.7)
         as_tensor, _ = layer(x, timespans=torch.full((3, 5), 0.7))
         assert torch.equal(as_number, as_tensor)
+
+
+def test_inference_mode_then_no_grad_agree():
+    torch.manual_seed(0)
+    for cell in (LTCCell(small_ncp(), in_features=INPUTS), WiredCfCCell(INPUTS, small_ncp())):
+        x, h = torch.randn(1, INPUTS), torch.randn(1, cell.state_size)
+        with torch.inference_mode():
+            first = cell(x, h)[1]
+        with torch.no_grad():
+            second = cell(x, h)[1]  # buffers made in inference mode must not be reused here
+        torch.testing.assert_close(first.clone(), second, rtol=0, atol=0)
+    layer = torchlnn.LTC(INPUTS, small_ncp())
+    x = torch.randn(2, 4, INPUTS)
+    with torch.inference_mode():
+        first = layer(x)[0]
+    layer(x)[0].sum().backward()
+    torch.testing.assert_close(first.clone(), layer(x)[0].detach(), rtol=0, atol=0)

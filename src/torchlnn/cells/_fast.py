@@ -92,7 +92,12 @@ class DerivedCache:
         )
 
     def get(self, module: nn.Module, key: Any, build: Callable[[], Any]) -> Any:
-        """Return the cached value for ``(module, key)``, calling ``build()`` when stale."""
+        """Return the cached value for ``(module, key)``, calling ``build()`` when stale.
+
+        Inside ``torch.inference_mode`` the entries are separate: tensors made there are
+        inference tensors, which cannot be updated in place outside it.
+        """
+        key = (key, torch.is_inference_mode_enabled())
         entries = self._entries.get(module)
         if entries is None:
             entries = {}
@@ -124,7 +129,7 @@ class _Snapshot:
     def _record(self, module: nn.Module) -> None:
         for name, tensor in module._parameters.items():
             if tensor is not None:
-                entry = (module._parameters, name, tensor, tensor._version, tensor.data_ptr())
+                entry = (module._parameters, name, tensor, _version(tensor), tensor.data_ptr())
                 self.parameters.append(entry)
         for name, child in module._modules.items():
             if child is not None:
@@ -138,11 +143,17 @@ class _Snapshot:
         for parameters, name, tensor, version, pointer in self.parameters:
             if (
                 parameters.get(name) is not tensor
-                or tensor._version != version
+                or _version(tensor) != version
                 or tensor.data_ptr() != pointer
             ):
                 return False
         return True
+
+
+def _version(tensor: Tensor) -> int:
+    # NOTE: inference tensors (parameters of a model built inside torch.inference_mode) have
+    # no version counter, so an in-place update of one goes unnoticed by the cache.
+    return -1 if tensor.is_inference() else tensor._version
 
 
 def module_tensors(module: nn.Module, found: list[Tensor] | None = None) -> list[Tensor]:

@@ -256,6 +256,9 @@ def test_layer_declines_where_no_fast_path_exists():
         assert run_fast is None, reason
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torchlnn.LTC(INPUTS, 6)._run_fast(x, h0, 1.0, None, True) is None
+    half = torchlnn.LTC(INPUTS, 6).to(torch.bfloat16)
+    assert half._run_fast(x.bfloat16(), h0.bfloat16(), 1.0, None, True) is None
+    assert half(x.bfloat16())[0].dtype == torch.bfloat16
     layer = torchlnn.LTC(INPUTS, 6)
     assert layer._run_fast(x, h0, 1.0, None, True) is not None
 

@@ -34,6 +34,11 @@ def autocast_active(device_type: str) -> bool:
     return torch.is_autocast_enabled(device_type)
 
 
+# The dtypes that the fast paths run in; others (float16, bfloat16) use the reference,
+# because some of the sparse kernels have no half-precision version on the CPU.
+FAST_DTYPES = (torch.float32, torch.float64)
+
+
 def exporting() -> bool:
     """Return True while a model is traced or exported (``torch.jit.trace``, ONNX export,
     ``torch.export``). The fast paths then step aside: an exported graph needs the plain

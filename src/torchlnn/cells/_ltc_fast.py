@@ -745,13 +745,14 @@ def _small_step(cell, dt: float) -> _SmallStep | None:
     def gather(synapses: Synapses, sources: int) -> Tensor:
         edges = synapses.edges
         matrix = synapses.sigma.new_zeros(edges.count, sources)
-        matrix[torch.arange(edges.count), edges.source] = synapses.sigma
+        rows = torch.arange(edges.count, device=matrix.device)
+        matrix[rows, edges.source] = synapses.sigma
         return matrix
 
     def sums(synapses: Synapses) -> Tensor:
         edges = synapses.edges
         matrix = synapses.sigma.new_zeros(2 * units, edges.count)
-        columns = torch.arange(edges.count)
+        columns = torch.arange(edges.count, device=matrix.device)
         matrix[edges.target, columns] = synapses.weight[:, 0] * h
         matrix[units + edges.target, columns] = synapses.weight[:, 1] * h
         return matrix

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from . import _cfc_fast
 from ._common import check_elapsed_time
-from ._fast import autocast_active, exporting, grad_needed
+from ._fast import FAST_DTYPES, autocast_active, exporting, grad_needed
 
 MODES = ("default", "no_gate", "pure")
 
@@ -72,6 +72,7 @@ def fast_step_applies(cell: nn.Module, input: Tensor, hx: Tensor, dt: float | Te
         cell.fast_path
         and _cfc_fast.supports_fast_path(cell)
         and not autocast_active(input.device.type)
+        and input.dtype in FAST_DTYPES
         and not exporting()
         and not torch.compiler.is_compiling()
         and not grad_needed(cell, input, hx, dt if isinstance(dt, Tensor) else None)

@@ -19,7 +19,7 @@ from ._common import (
     resolve_wiring,
     uniform,
 )
-from ._fast import autocast_active, exporting, grad_needed
+from ._fast import FAST_DTYPES, autocast_active, exporting, grad_needed
 
 _MAPPINGS = ("affine", "linear", "identity", None)
 
@@ -368,6 +368,7 @@ class LTCCell(WiredModule):
             self.fast_path
             and _ltc_fast.supports_fast_path(self)
             and not autocast_active(input.device.type)
+            and input.dtype in FAST_DTYPES
             and not exporting()
             and not torch.compiler.is_compiling()
             and not grad_needed(self, input, hx, dt if isinstance(dt, Tensor) else None)

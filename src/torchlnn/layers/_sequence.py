@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlnn.cells import MixedMemoryLSTMCell
-from torchlnn.cells._fast import exporting
+from torchlnn.cells._fast import FAST_DTYPES, exporting
 
 from ._inputs import check_input, check_mask, check_state, check_timespans
 
@@ -205,12 +205,12 @@ class LiquidSequence(nn.Module):
         """Return ``(states, h_T)`` from the cell's fast path, or None where it does not apply.
 
         It does not apply to mixed memory, under autocast, while tracing or exporting, to
-        elapsed times that require grad, to an empty sequence, or where the cell declines
-        (see each cell's ``run_fast``).
+        dtypes other than float32 and float64, to elapsed times that require grad, to an
+        empty sequence, or where the cell declines (see each cell's ``run_fast``).
         """
         if not self.fast_path or self.lstm is not None or x.shape[1] == 0:
             return None
-        if exporting():
+        if exporting() or x.dtype not in FAST_DTYPES:
             return None
         if isinstance(dt, Tensor):
             if dt.requires_grad:

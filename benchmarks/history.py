@@ -61,12 +61,15 @@ def step(cell):
                 cell(sample, state)
     return best(call, rounds) / 200 * 1e6
 
+def ncp19():
+    return NCP(12, 6, 1, 6, 4, 6, 6, seed=22222)
+
 results = {
     "cfc_64": sequence(torchlnn.CfC(32, 64)),
     "cfc_autoncp_64_8": sequence(torchlnn.CfC(32, AutoNCP(64, 8, seed=1))),
     "ltc_autoncp_64_8": sequence(torchlnn.LTC(32, AutoNCP(64, 8, seed=1))),
-    "control_step_ltc_ncp19": step(torchlnn.LTCCell(NCP(12, 6, 1, 6, 4, 6, 6, seed=22222), 32)),
-    "control_step_cfc_ncp19": step(torchlnn.WiredCfCCell(32, NCP(12, 6, 1, 6, 4, 6, 6, seed=22222))),
+    "control_step_ltc_ncp19": step(torchlnn.LTCCell(ncp19(), 32)),
+    "control_step_cfc_ncp19": step(torchlnn.WiredCfCCell(32, ncp19())),
 }
 print(json.dumps(results))
 """

@@ -18,11 +18,23 @@ LABELS = {
 
 
 def _index(records: list[dict[str, Any]], device: str, threads: int) -> dict[tuple[str, str], dict]:
+    measured = ("forward_ms", "forward_backward_ms", "step_us", "graphs_compiled")
     return {
         (r["case"], r["implementation"]): r
         for r in records
-        if r["device"] == device and r["threads"] == threads and not r.get("skipped")
+        if r["device"] == device
+        and r["threads"] == threads
+        and any(r.get(field) is not None for field in measured)
     }
+
+
+def skip_notes(records: list[dict[str, Any]], threads: int, group: str) -> list[str]:
+    """Return one line per implementation left out of a group's cases, with the reason."""
+    notes = []
+    for record in records:
+        if record["group"] == group and record["threads"] == threads and record.get("skipped"):
+            notes.append(f"* {record['case']}, {record['implementation']}: {record['skipped']}.")
+    return notes
 
 
 def _number(value: float | None, digits: int = 1) -> str:
@@ -296,9 +308,13 @@ def markdown(result: dict[str, Any]) -> str:
                 compile_table(index),
             ),
         ]
-        for heading, table in sections:
+        groups = ["scaling_units", "scaling_length", "sparse_vs_dense", "inference", "compile"]
+        for (heading, table), group in zip(sections, groups):
             if len(table) > 2:  # more than the header rows
                 lines += ["", f"### {title}: {heading}", "", *table]
+                notes = skip_notes(records, threads, group)
+                if notes:
+                    lines += ["", *notes]
     lines += ["", "### GPU", ""]
     gpu_threads = sorted({r["threads"] for r in records if r["device"] == "cuda"})
     if gpu_threads:

@@ -175,10 +175,13 @@ def measure_case(
             for name, call in forward.items():
                 records[name].peak_memory_mb = bench.peak_memory_mb(call, device)
         else:
-            training = {name: bench.training_call(model, x) for name, model in models.items()}
+            trained = {n: m for n, m in models.items() if n not in case.no_training}
+            for name, reason in case.no_training.items():
+                records[name].skipped = f"forward only: {reason}"
+            training = {name: bench.training_call(model, x) for name, model in trained.items()}
             for name, seconds in time_all(training, rounds, device, budget).items():
                 records[name].forward_backward_ms = seconds * 1e3
-            for name, model in models.items():
+            for name, model in trained.items():
                 records[name].kept_for_backward_mb = bench.kept_for_backward_mb(model, x)
                 records[name].peak_memory_mb = bench.peak_memory_mb(training[name], device)
     return list(records.values())

@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget",
         type=float,
         default=None,
-        help="seconds of timed rounds allowed per implementation and case (default 20, quick 2)",
+        help="seconds of timed rounds allowed per implementation and case (default 20, quick 1)",
     )
     parser.add_argument(
         "--cases", nargs="*", help="run only cases whose name contains one of these"
@@ -95,6 +95,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rewrite the results section of docs/benchmarks.md",
     )
     parser.add_argument("--no-gpu", action="store_true", help="skip the GPU section")
+    # Internal: measure one case in this process and print its records as JSON. The main run
+    # starts one such process per case, so that no case inherits the memory fragmentation of
+    # an earlier one (ncps's LTC allocates gigabytes in megabyte pieces, and glibc keeps
+    # them: two of them in one process ran a 24 GB machine out of memory).
+    parser.add_argument("--worker", metavar="CASE", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -217,10 +223,60 @@ def progress(items, description: str):
     return tqdm(items, desc=description, unit="case")
 
 
+def run_worker(args: argparse.Namespace, rounds: int, budget: float) -> int:
+    """Measure the single case ``args.worker`` and print its records as one JSON line."""
+    (threads,) = args.threads
+    torch.set_num_threads(threads)
+    case = next(c for c in bench.all_cases(args.quick) if c.name == args.worker)
+    device = torch.device(args.device)
+    records = measure_case(case, device, threads, rounds, budget, args.seed)
+    print(json.dumps([asdict(r) for r in records]))
+    return 0
+
+
+def measure_in_subprocess(
+    case: bench.Case, device: str, threads: int, args: argparse.Namespace, rounds: int, budget
+) -> list[dict[str, Any]]:
+    """Run one case in a fresh Python process; on failure, return skipped records."""
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        case.name,
+        "--device",
+        device,
+        "--threads",
+        str(threads),
+        "--rounds",
+        str(rounds),
+        "--budget",
+        str(budget),
+        "--seed",
+        str(args.seed),
+    ]
+    if args.quick:
+        command.append("--quick")
+    finished = subprocess.run(command, capture_output=True, text=True, check=False)
+    if finished.returncode == 0:
+        return json.loads(finished.stdout.strip().splitlines()[-1])
+    reason = f"the measuring process failed with exit code {finished.returncode}"
+    if finished.returncode in (-9, 137):
+        reason += " (killed, most likely out of memory)"
+    print(f"{case.name}: {reason}\n{finished.stderr[-2000:]}", file=sys.stderr)
+    return [
+        asdict(
+            Record(case.name, case.group, name, device, threads, params=case.params, skipped=reason)
+        )
+        for name in bench.IMPLEMENTATIONS
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
-    budget = args.budget or (2.0 if args.quick else 20.0)
+    budget = args.budget or (1.0 if args.quick else 20.0)
+    if args.worker:
+        return run_worker(args, rounds, budget)
     settings = {
         "quick": args.quick,
         "threads": args.threads,
@@ -239,32 +295,35 @@ def main(argv: list[str] | None = None) -> int:
     finished = {(r["case"], r["device"], r["threads"]) for r in done}
     records = list(done)
 
-    devices = [torch.device("cpu")]
+    devices = ["cpu"]
     gpu_note = None
     if args.no_gpu:
         gpu_note = "GPU section skipped: --no-gpu was given."
     elif torch.cuda.is_available():
-        devices.append(torch.device("cuda"))
+        devices.append("cuda")
     else:
         gpu_note = "GPU section skipped: no CUDA device (torch.cuda.is_available() is False)."
     if gpu_note:
         print(gpu_note)
 
-    previous_threads = torch.get_num_threads()
-    try:
-        for threads in args.threads:
-            torch.set_num_threads(threads)
-            for device in devices:
-                selected = [c for c in cases if device.type == "cpu" or c.group == "table"]
-                label = f"{device.type}, {threads} thread{'s' if threads > 1 else ''}"
-                for case in progress(selected, label):
-                    if (case.name, device.type, threads) in finished:
-                        continue
-                    measured = measure_case(case, device, threads, rounds, budget, args.seed)
+    for threads in args.threads:
+        for device in devices:
+            selected = [c for c in cases if device == "cpu" or c.group == "table"]
+            label = f"{device}, {threads} thread{'s' if threads > 1 else ''}"
+            for case in progress(selected, label):
+                if (case.name, device, threads) in finished:
+                    continue
+                if args.quick:  # small cases: one process is enough and starts faster
+                    torch.set_num_threads(threads)
+                    measured = measure_case(
+                        case, torch.device(device), threads, rounds, budget, args.seed
+                    )
                     records.extend(asdict(r) for r in measured)
-                    save_partial(args.output, settings, records)
-    finally:
-        torch.set_num_threads(previous_threads)
+                else:
+                    records.extend(
+                        measure_in_subprocess(case, device, threads, args, rounds, budget)
+                    )
+                save_partial(args.output, settings, records)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     machine["load_average_end"] = list(load) if load else None

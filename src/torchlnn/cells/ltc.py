@@ -362,8 +362,9 @@ class LTCCell(WiredModule):
     # ------------------------------------------------------------------ fast path
 
     def _fast_step_applies(self, input: Tensor, hx: Tensor, dt: float | Tensor) -> bool:
-        """The fast single step runs without autograd, autocast or an unsupported solver, and
-        outside tracing, export and ``torch.compile`` (which compiles the reference step)."""
+        """Return whether ``forward`` may take the fast single step: no autograd, no autocast,
+        a supported solver and dtype, and outside tracing, export and ``torch.compile``
+        (which compiles the reference step)."""
         return (
             self.fast_path
             and _ltc_fast.supports_fast_path(self)

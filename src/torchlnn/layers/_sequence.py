@@ -224,7 +224,7 @@ class LiquidSequence(nn.Module):
         return _call_eagerly(run_fast, x, h, dt, step_mask, keep, self.time_chunk)
 
     def _run_reference(self, x, h, c, dt, step_mask, keep: bool):
-        """The plain loop over ``prepare_inputs``, ``advance`` and ``readout``."""
+        """Run the plain reference loop over the cell's ``prepare_inputs`` and ``advance``."""
         steps = x.shape[1]
         cell, lstm = self.rnn_cell, self.lstm
         states = []

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import _cfc_fast
 from ._common import check_elapsed_time
+from ._fast import FAST_DTYPES, autocast_active, exporting, grad_needed
 
 MODES = ("default", "no_gate", "pure")
 
@@ -60,6 +62,21 @@ def closed_form(
     if mode == "no_gate":
         return torch.tanh(f1) + gate * torch.tanh(f2)
     return torch.tanh(f1) * (1.0 - gate) + gate * torch.tanh(f2)
+
+
+def fast_step_applies(cell: nn.Module, input: Tensor, hx: Tensor, dt: float | Tensor) -> bool:
+    """Return whether a CfC cell's forward may take the fast single step: no autograd, no
+    autocast, no active dropout, and outside tracing, export and ``torch.compile`` (which
+    compiles the reference step)."""
+    return (
+        cell.fast_path
+        and _cfc_fast.supports_fast_path(cell)
+        and not autocast_active(input.device.type)
+        and input.dtype in FAST_DTYPES
+        and not exporting()
+        and not torch.compiler.is_compiling()
+        and not grad_needed(cell, input, hx, dt if isinstance(dt, Tensor) else None)
+    )
 
 
 def xavier_blocks_(weight: Tensor, blocks: int) -> None:
@@ -120,6 +137,10 @@ class CfCCell(nn.Module):
         * dt: a number, or a tensor of shape (B,) or (B, 1)
         * output and h: (B, H) or (H,); the output is the new state.
     """
+
+    # Use the fast path (torchlnn.cells._cfc_fast) where it applies. Set to False on an
+    # instance to run the plain reference methods instead, for instance to compare the two.
+    fast_path = True
 
     def __init__(
         self,
@@ -239,11 +260,32 @@ class CfCCell(nn.Module):
             )
         dt = check_elapsed_time(dt, batch, "CfCCell")
 
-        h = self.advance(self.prepare_inputs(input), hx, dt)
+        if fast_step_applies(self, input, hx, dt):
+            h = _cfc_fast.step(self, input, hx, dt)
+        else:
+            h = self.advance(self.prepare_inputs(input), hx, dt)
 
         if unbatched:
             return h.squeeze(0), h.squeeze(0)
         return h, h
+
+    def run_fast(
+        self,
+        input: Tensor,
+        hx: Tensor,
+        dt: float | Tensor,
+        mask: Tensor | None,
+        keep_states: bool,
+        chunk: int,
+    ) -> tuple[Tensor | None, Tensor] | None:
+        """Run a whole sequence with the fast path, or return None where it does not apply.
+
+        See ``LTCCell.run_fast`` for the arguments; the fast path does not apply to an active
+        backbone dropout (training mode with ``backbone_dropout > 0``).
+        """
+        if not (self.fast_path and _cfc_fast.supports_fast_path(self)):
+            return None
+        return _cfc_fast.run_sequence(self, input, hx, dt, mask, keep_states, chunk)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments (JSON-serialisable)."""

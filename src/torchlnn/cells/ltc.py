@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchlnn.solvers import Solver, get_solver
 from torchlnn.wirings import Wiring
 
+from . import _ltc_fast
 from ._common import (
     WiredModule,
     check_elapsed_time,
@@ -18,6 +19,7 @@ from ._common import (
     resolve_wiring,
     uniform,
 )
+from ._fast import FAST_DTYPES, autocast_active, exporting, grad_needed
 
 _MAPPINGS = ("affine", "linear", "identity", None)
 
@@ -104,6 +106,10 @@ class LTCCell(WiredModule):
     """
 
     STRUCTURE = ("sparsity_mask", "sensory_sparsity_mask")
+
+    # Use the fast path (torchlnn.cells._ltc_fast) where it applies. Set to False on an
+    # instance to run the plain reference methods instead, for instance to compare the two.
+    fast_path = True
 
     INIT_RANGES = {
         "gleak": (0.001, 1.0),
@@ -343,12 +349,50 @@ class LTCCell(WiredModule):
         input, hx, unbatched = self._batch(input, hx)
         dt = check_elapsed_time(dt, input.shape[0], "LTCCell")
 
-        h = self.advance(self.prepare_inputs(input), hx, dt)
+        if self._fast_step_applies(input, hx, dt):
+            h = _ltc_fast.step(self, input, hx, dt)
+        else:
+            h = self.advance(self.prepare_inputs(input), hx, dt)
         output = self.readout(h)
 
         if unbatched:
             return output.squeeze(0), h.squeeze(0)
         return output, h
+
+    # ------------------------------------------------------------------ fast path
+
+    def _fast_step_applies(self, input: Tensor, hx: Tensor, dt: float | Tensor) -> bool:
+        """Return whether ``forward`` may take the fast single step: no autograd, no autocast,
+        a supported solver and dtype, and outside tracing, export and ``torch.compile``
+        (which compiles the reference step)."""
+        return (
+            self.fast_path
+            and _ltc_fast.supports_fast_path(self)
+            and not autocast_active(input.device.type)
+            and input.dtype in FAST_DTYPES
+            and not exporting()
+            and not torch.compiler.is_compiling()
+            and not grad_needed(self, input, hx, dt if isinstance(dt, Tensor) else None)
+        )
+
+    def run_fast(
+        self,
+        input: Tensor,
+        hx: Tensor,
+        dt: float | Tensor,
+        mask: Tensor | None,
+        keep_states: bool,
+        chunk: int,
+    ) -> tuple[Tensor | None, Tensor] | None:
+        """Run a whole sequence with the fast path, or return None where it does not apply.
+
+        Called by the sequence layers with batch-first tensors: input (B, T, I), hx (B, N),
+        dt a float or (B, T, 1) without gradient, mask (B, T) bool or None. Returns
+        ``(states (B, T, N) or None, h_T (B, N))``.
+        """
+        if not (self.fast_path and _ltc_fast.supports_fast_path(self)):
+            return None
+        return _ltc_fast.run_sequence(self, input, hx, dt, mask, keep_states, chunk)
 
     # ------------------------------------------------------------------ configs
 

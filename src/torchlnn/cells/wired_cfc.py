@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from torchlnn.wirings import Wiring
 
+from . import _cfc_fast
 from ._common import WiredModule, check_elapsed_time, resolve_wiring
-from .cfc import check_mode, closed_form, xavier_blocks_
+from .cfc import check_mode, closed_form, fast_step_applies, xavier_blocks_
 
 CONNECTIVITIES = ("wiring", "ncps")
 
@@ -124,6 +125,10 @@ class WiredCfCCell(WiredModule):
     """
 
     STRUCTURE = ("state_order",)
+
+    # Use the fast path (torchlnn.cells._cfc_fast) where it applies. Set to False on an
+    # instance to run the plain reference methods instead, for instance to compare the two.
+    fast_path = True
 
     def __init__(
         self,
@@ -283,12 +288,29 @@ class WiredCfCCell(WiredModule):
             )
         dt = check_elapsed_time(dt, batch, "WiredCfCCell")
 
-        h = self.advance(self.prepare_inputs(input), hx, dt)
+        if fast_step_applies(self, input, hx, dt):
+            h = _cfc_fast.step(self, input, hx, dt)
+        else:
+            h = self.advance(self.prepare_inputs(input), hx, dt)
         output = self.readout(h)
 
         if unbatched:
             return output.squeeze(0), h.squeeze(0)
         return output, h
+
+    def run_fast(
+        self,
+        input: Tensor,
+        hx: Tensor,
+        dt: float | Tensor,
+        mask: Tensor | None,
+        keep_states: bool,
+        chunk: int,
+    ) -> tuple[Tensor | None, Tensor] | None:
+        """Run a whole sequence with the fast path; see ``LTCCell.run_fast``."""
+        if not self.fast_path:
+            return None
+        return _cfc_fast.run_sequence(self, input, hx, dt, mask, keep_states, chunk)
 
     def get_config(self) -> dict[str, Any]:
         """Return the constructor arguments, with the wiring as its config (JSON-serialisable)."""

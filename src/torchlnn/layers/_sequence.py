@@ -8,8 +8,34 @@ import torch
 from torch import Tensor, nn
 
 from torchlnn.cells import MixedMemoryLSTMCell
+from torchlnn.cells._fast import FAST_DTYPES, exporting
 
 from ._inputs import check_input, check_mask, check_state, check_timespans
+
+
+@torch.compiler.disable
+def _call_eagerly(function, *args):
+    """Call ``function(*args)`` outside ``torch.compile``.
+
+    A compiled Python loop over time steps is unrolled, so its graph depends on the sequence
+    length and every new length recompiles. The fast loops run eagerly instead: compiling a
+    model that contains a torchlnn layer breaks the graph at the layer and needs no
+    recompilation per sequence length.
+    """
+    return function(*args)
+
+
+def _constant_value(elapsed: Tensor) -> float | Tensor:
+    """Return a float when every elapsed time is the same value, else the tensor.
+
+    The fast paths fold a number into the weights; a tensor of equal values then gives the
+    same result, to the bit, as that number.
+    """
+    flat = elapsed.reshape(-1)
+    first = flat[0]
+    if bool((flat == first).all()):
+        return float(first)
+    return elapsed
 
 
 class SequenceResult(NamedTuple):
@@ -41,6 +67,10 @@ class LiquidSequence(nn.Module):
     # Steps whose input terms are computed together; bounds the memory of inference on long
     # sequences while keeping the per-step work in the loop small.
     time_chunk = 32
+
+    # Run the cell's fast path (``rnn_cell.run_fast``) where it applies. Set to False on an
+    # instance to run the reference loop below, for instance to compare the two.
+    fast_path = True
 
     def __init__(
         self,
@@ -154,8 +184,49 @@ class LiquidSequence(nn.Module):
             hx, batch, self.state_size, batched, self.mixed_memory, x, owner
         )  # (B, N) each
 
-        cell, lstm = self.rnn_cell, self.lstm
         keep = keep_states or self.return_sequences
+        fast = self._run_fast(x, h, dt, step_mask, keep)
+        if fast is not None:
+            state_sequence, h = fast
+        else:
+            state_sequence, h, c = self._run_reference(x, h, c, dt, step_mask, keep)
+
+        if self.return_sequences:
+            output = self._readout(state_sequence)  # (B, T, O)
+            if step_mask is not None:
+                output = output * step_mask.unsqueeze(-1).to(output.dtype)
+        else:
+            output = self._readout(h)  # (B, O)
+
+        h_n = (h, c) if self.mixed_memory else h
+        return self._restore_layout(output, state_sequence, h_n, batched)
+
+    def _run_fast(self, x, h, dt, step_mask, keep: bool):
+        """Return ``(states, h_T)`` from the cell's fast path, or None where it does not apply.
+
+        It does not apply to mixed memory, under autocast, while tracing or exporting, to
+        dtypes other than float32 and float64, to elapsed times that require grad, to an
+        empty sequence, or where the cell declines (see each cell's ``run_fast``).
+        """
+        if not self.fast_path or self.lstm is not None or x.shape[1] == 0:
+            return None
+        if exporting() or x.dtype not in FAST_DTYPES:
+            return None
+        if isinstance(dt, Tensor):
+            if dt.requires_grad:
+                return None
+            dt = _constant_value(dt)
+        if torch.is_autocast_enabled(x.device.type):
+            return None
+        run_fast = getattr(self.rnn_cell, "run_fast", None)
+        if run_fast is None:
+            return None
+        return _call_eagerly(run_fast, x, h, dt, step_mask, keep, self.time_chunk)
+
+    def _run_reference(self, x, h, c, dt, step_mask, keep: bool):
+        """Run the plain reference loop over the cell's ``prepare_inputs`` and ``advance``."""
+        steps = x.shape[1]
+        cell, lstm = self.rnn_cell, self.lstm
         states = []
         for start in range(0, steps, self.time_chunk):
             chunk = x[:, start : start + self.time_chunk]  # (B, K, F)
@@ -180,15 +251,7 @@ class LiquidSequence(nn.Module):
                     states.append(h)
 
         state_sequence = torch.stack(states, dim=1) if keep else None  # (B, T, N)
-        if self.return_sequences:
-            output = self._readout(state_sequence)  # (B, T, O)
-            if step_mask is not None:
-                output = output * step_mask.unsqueeze(-1).to(output.dtype)
-        else:
-            output = self._readout(h)  # (B, O)
-
-        h_n = (h, c) if self.mixed_memory else h
-        return self._restore_layout(output, state_sequence, h_n, batched)
+        return state_sequence, h, c
 
     def _readout(self, state: Tensor) -> Tensor:
         output = self.rnn_cell.readout(state)

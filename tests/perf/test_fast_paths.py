@@ -1,0 +1,289 @@
+"""Every fast path against the reference loop: same outputs and gradients.
+
+The reference is the plain loop over ``prepare_inputs`` / ``advance`` / ``readout``
+(``fast_path = False``). Each case runs a layer both ways in float64 and compares the output,
+the final state and the gradients of the input, the initial state and every parameter, so a
+wrong term in a hand-written backward fails here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+import torchlnn
+from torchlnn.cells import CfCCell, LTCCell, WiredCfCCell
+from torchlnn.wirings import NCP, AutoNCP, FullyConnected, Random
+
+INPUTS = 4
+
+
+def small_ncp() -> NCP:
+    return NCP(4, 3, 2, 2, 2, 3, 2, seed=2)
+
+
+WIRINGS = {
+    "fully_connected": lambda: FullyConnected(6, output_dim=2),
+    "ncp": small_ncp,
+    "autoncp": lambda: AutoNCP(12, 3, sparsity_level=0.6, seed=5),
+    "random": lambda: Random(7, output_dim=3, sparsity_level=0.5, seed=4),
+}
+
+
+def ltc_layers():
+    layers = {}
+    for wiring_name, wiring in WIRINGS.items():
+        for solver in ("fused", "euler", "rk4"):
+            # Explicit solvers need short sub-steps to stay stable (they warn otherwise).
+            unfolds = {"fused": 3, "euler": 8, "rk4": 5}[solver]
+            layers[f"ltc-{wiring_name}-{solver}"] = lambda w=wiring, s=solver, u=unfolds, **kw: (
+                torchlnn.LTC(INPUTS, w(), ode_unfolds=u, solver=s, **kw)
+            )
+    layers["ltc-linear-identity"] = lambda **kw: torchlnn.LTC(
+        INPUTS, small_ncp(), input_mapping="linear", output_mapping=None, **kw
+    )
+    layers["ltc-identity-linear"] = lambda **kw: torchlnn.LTC(
+        INPUTS, 5, input_mapping="identity", output_mapping="linear", **kw
+    )
+    return layers
+
+
+def cfc_layers():
+    layers = {}
+    for mode in ("default", "no_gate", "pure"):
+        for activation, backbone_layers in (("lecun_tanh", 1), ("tanh", 2), ("relu", 0)):
+            layers[f"cfc-{mode}-{activation}-{backbone_layers}"] = (
+                lambda m=mode, a=activation, b=backbone_layers, **kw: torchlnn.CfC(
+                    INPUTS, 5, mode=m, activation=a, backbone_units=7, backbone_layers=b, **kw
+                )
+            )
+        for wiring_name, wiring in WIRINGS.items():
+            layers[f"wiredcfc-{mode}-{wiring_name}"] = lambda m=mode, w=wiring, **kw: torchlnn.CfC(
+                INPUTS, w(), mode=m, **kw
+            )
+        layers[f"wiredcfc-{mode}-ncps-connectivity"] = lambda m=mode, **kw: torchlnn.CfC(
+            INPUTS, small_ncp(), mode=m, connectivity="ncps", **kw
+        )
+    for activation in ("gelu", "silu"):
+        layers[f"cfc-{activation}"] = lambda a=activation, **kw: torchlnn.CfC(
+            INPUTS, 5, activation=a, backbone_units=6, **kw
+        )
+    layers["cfc-proj"] = lambda **kw: torchlnn.CfC(INPUTS, 5, proj_size=2, **kw)
+    return layers
+
+
+LAYERS = {**ltc_layers(), **cfc_layers()}
+
+# (timespans, lengths, return_sequences): a number, per-sample times, a padded batch.
+OPTIONS = {
+    "default": (None, None, True),
+    "float-last": (0.6, None, False),
+    "per-sample-times": ("tensor", None, True),
+    "padded-last": ("tensor", [5, 2, 4], False),
+}
+
+
+def set_fast(layer: torch.nn.Module, fast: bool) -> None:
+    layer.fast_path = fast
+    layer.rnn_cell.fast_path = fast
+
+
+def run(layer, x, h0, timespans, lengths, fast: bool):
+    """Return (output, h_n, gradients of x, h0 and every parameter)."""
+    set_fast(layer, fast)
+    layer.zero_grad()
+    x = x.detach().requires_grad_()
+    h0 = h0.detach().requires_grad_()
+    output, h_n = layer(x, h0, timespans=timespans, lengths=lengths)
+    loss = (output * torch.linspace(-1, 1, output.shape[-1], dtype=output.dtype)).sum()
+    loss = loss + h_n.pow(2).sum()
+    loss.backward()
+    grads = [x.grad, h0.grad] + [p.grad for p in layer.parameters()]
+    return output.detach(), h_n.detach(), grads
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_fast_path_matches_reference(name, option):
+    torch.manual_seed(0)
+    timespans, lengths, return_sequences = OPTIONS[option]
+    layer = LAYERS[name](return_sequences=return_sequences).double()
+    x = torch.randn(3, 5, INPUTS, dtype=torch.float64)
+    h0 = 0.5 * torch.randn(3, layer.state_size, dtype=torch.float64)
+    if timespans == "tensor":
+        timespans = 0.2 + 1.6 * torch.rand(3, 5, dtype=torch.float64)
+
+    fast = run(layer, x, h0, timespans, lengths, fast=True)
+    reference = run(layer, x, h0, timespans, lengths, fast=False)
+
+    torch.testing.assert_close(fast[0], reference[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast[1], reference[1], rtol=1e-10, atol=1e-12)
+    names = ["x", "h0"] + [n for n, _ in layer.named_parameters()]
+    for grad_name, got, expected in zip(names, fast[2], reference[2]):
+        if expected is None:
+            assert got is None or torch.count_nonzero(got) == 0, grad_name
+            continue
+        assert got is not None, grad_name
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
+
+
+@pytest.mark.parametrize(
+    "name", ["ltc-autoncp-fused", "cfc-default-lecun_tanh-1", "wiredcfc-default-ncp"]
+)
+def test_fast_path_float32_within_tolerance(name):
+    torch.manual_seed(1)
+    layer = LAYERS[name]()
+    x = torch.randn(8, 40, INPUTS)
+    h0 = 0.1 * torch.randn(8, layer.state_size)
+    fast = run(layer, x, h0, None, None, fast=True)
+    reference = run(layer, x, h0, None, None, fast=False)
+    torch.testing.assert_close(fast[0], reference[0], rtol=1e-4, atol=2e-6)
+    for got, expected in zip(fast[2], reference[2]):
+        if expected is not None:
+            torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name", ["ltc-ncp-fused", "ltc-random-euler", "cfc-pure-tanh-2", "wiredcfc-no_gate-random"]
+)
+def test_fast_path_gradcheck_float64(name):
+    torch.manual_seed(0)
+    layer = LAYERS[name]().double()
+    set_fast(layer, True)
+    x = torch.randn(2, 3, INPUTS, dtype=torch.float64, requires_grad=True)
+    h0 = (0.3 * torch.randn(2, layer.state_size, dtype=torch.float64)).requires_grad_()
+    timespans = 0.5 + torch.rand(2, 3, dtype=torch.float64)
+
+    def function(x, h0):
+        output, h_n = layer(x, h0, timespans=timespans, lengths=[3, 2])
+        return output, h_n
+
+    assert gradcheck(function, (x, h0), eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ltc-ncp-fused", "cfc-default-lecun_tanh-1", "wiredcfc-pure-ncp"])
+def test_fast_path_layouts_and_no_grad(name):
+    torch.manual_seed(0)
+    layer = LAYERS[name]().double()
+    x = torch.randn(3, 6, INPUTS, dtype=torch.float64)
+    for fast in (True, False):
+        set_fast(layer, fast)
+        with torch.no_grad():
+            result = layer.forward_with_states(x)
+            time_major = layer.forward_with_states(x.transpose(0, 1).contiguous(), hx=None)
+            unbatched = layer.forward_with_states(x[1])
+        if fast:
+            expected = (result, time_major, unbatched)
+            continue
+        for got, wanted in zip(expected, (result, time_major, unbatched)):
+            torch.testing.assert_close(got.output, wanted.output, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(got.states, wanted.states, rtol=1e-10, atol=1e-12)
+    layer.batch_first = False
+    set_fast(layer, True)
+    with torch.no_grad():
+        output, _ = layer(x.transpose(0, 1))
+    set_fast(layer, False)
+    with torch.no_grad():
+        expected_output, _ = layer(x.transpose(0, 1))
+    torch.testing.assert_close(output, expected_output, rtol=1e-10, atol=1e-12)
+
+
+def cells():
+    return {
+        "ltc-ncp": lambda: LTCCell(small_ncp(), in_features=INPUTS),
+        "ltc-autoncp-large": lambda: LTCCell(AutoNCP(96, 4, seed=1), in_features=INPUTS),
+        "ltc-euler": lambda: LTCCell(small_ncp(), in_features=INPUTS, solver="euler"),
+        "cfc": lambda: CfCCell(INPUTS, 5, backbone_units=6),
+        "cfc-pure-gelu": lambda: CfCCell(INPUTS, 5, mode="pure", backbone_activation="gelu"),
+        "wiredcfc": lambda: WiredCfCCell(INPUTS, small_ncp()),
+        "wiredcfc-random": lambda: WiredCfCCell(INPUTS, Random(7, 3, 0.5, seed=4), "no_gate"),
+    }
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("name", sorted(cells()))
+def test_cell_step_matches_reference(name, batch):
+    torch.manual_seed(0)
+    cell = cells()[name]().double()
+    x = torch.randn(batch, INPUTS, dtype=torch.float64)
+    h = 0.5 * torch.randn(batch, cell.state_size, dtype=torch.float64)
+    for dt in (1.0, 0.3, 0.2 + torch.rand(batch, 1, dtype=torch.float64)):
+        with torch.no_grad():
+            cell.fast_path = True
+            output, state = cell(x, h, dt)
+            cell.fast_path = False
+            expected_output, expected_state = cell(x, h, dt)
+        torch.testing.assert_close(output, expected_output, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(state, expected_state, rtol=1e-10, atol=1e-12)
+
+
+def test_cell_step_sees_parameter_updates():
+    torch.manual_seed(0)
+    for cell in (LTCCell(small_ncp(), in_features=INPUTS), WiredCfCCell(INPUTS, small_ncp())):
+        x, h = torch.randn(1, INPUTS), torch.randn(1, cell.state_size)
+        changes = [
+            lambda c: torch.nn.init.normal_(next(c.parameters())),  # in place
+            lambda c: c.load_state_dict(
+                {**c.state_dict(), **{k: p + 0.1 for k, p in c.named_parameters()}}
+            ),
+            lambda c: setattr(next(c.parameters()), "data", next(c.parameters()).data * 1.5),
+        ]
+        for change in changes:
+            with torch.no_grad():
+                cell(x, h)  # fill the cache
+                change(cell)
+                cell.fast_path = True
+                got = cell(x, h)[1]
+                cell.fast_path = False
+                expected = cell(x, h)[1]
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_declines_where_no_fast_path_exists():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, INPUTS)
+    h0 = torch.zeros(2, 6)
+    dt = torch.ones(2, 4, 1, requires_grad=True)
+    declined = {
+        "mixed memory": (torchlnn.CfC(INPUTS, 6, mixed_memory=True), {}),
+        "adaptive solver": (torchlnn.LTC(INPUTS, 6, solver="adaptive"), {}),
+        "dropout in training": (torchlnn.CfC(INPUTS, 6, backbone_dropout=0.3), {}),
+        "elapsed time with grad": (torchlnn.LTC(INPUTS, 6), {"dt": dt}),
+    }
+    for reason, (layer, extra) in declined.items():
+        run_fast = layer._run_fast(x, h0, extra.get("dt", 1.0), None, True)
+        assert run_fast is None, reason
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torchlnn.LTC(INPUTS, 6)._run_fast(x, h0, 1.0, None, True) is None
+    half = torchlnn.LTC(INPUTS, 6).to(torch.bfloat16)
+    assert half._run_fast(x.bfloat16(), h0.bfloat16(), 1.0, None, True) is None
+    assert half(x.bfloat16())[0].dtype == torch.bfloat16
+    layer = torchlnn.LTC(INPUTS, 6)
+    assert layer._run_fast(x, h0, 1.0, None, True) is not None
+
+
+def test_constant_timespans_tensor_equals_number_bitwise():
+    torch.manual_seed(0)
+    for layer in (torchlnn.LTC(INPUTS, small_ncp()), torchlnn.CfC(INPUTS, small_ncp())):
+        x = torch.randn(3, 5, INPUTS)
+        as_number, _ = layer(x, timespans=0.7)
+        as_tensor, _ = layer(x, timespans=torch.full((3, 5), 0.7))
+        assert torch.equal(as_number, as_tensor)
+
+
+def test_inference_mode_then_no_grad_agree():
+    torch.manual_seed(0)
+    for cell in (LTCCell(small_ncp(), in_features=INPUTS), WiredCfCCell(INPUTS, small_ncp())):
+        x, h = torch.randn(1, INPUTS), torch.randn(1, cell.state_size)
+        with torch.inference_mode():
+            first = cell(x, h)[1]
+        with torch.no_grad():
+            second = cell(x, h)[1]  # buffers made in inference mode must not be reused here
+        torch.testing.assert_close(first.clone(), second, rtol=0, atol=0)
+    layer = torchlnn.LTC(INPUTS, small_ncp())
+    x = torch.randn(2, 4, INPUTS)
+    with torch.inference_mode():
+        first = layer(x)[0]
+    layer(x)[0].sum().backward()
+    torch.testing.assert_close(first.clone(), layer(x)[0].detach(), rtol=0, atol=0)

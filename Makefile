@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/python examples/quickstart_halfcheetah.py --epochs 10
+	MPLBACKEND=Agg SDL_VIDEODRIVER=dummy $(BIN)/torchlnn lane-keeping
 
 test: install
 	MPLBACKEND=Agg SDL_VIDEODRIVER=dummy $(BIN)/python -m pytest

@@ -14,7 +14,12 @@ from torch.autograd import gradcheck
 
 import torchlnn
 from torchlnn.cells import CfCCell, LTCCell, WiredCfCCell
+from torchlnn.cells._fast import FAST_PATHS_SUPPORTED
 from torchlnn.wirings import NCP, AutoNCP, FullyConnected, Random
+
+pytestmark = pytest.mark.skipif(
+    not FAST_PATHS_SUPPORTED, reason="this PyTorch runs only the reference path"
+)
 
 INPUTS = 4
 

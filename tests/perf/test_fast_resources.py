@@ -15,7 +15,12 @@ from torch.profiler import ProfilerActivity, profile
 
 import torchlnn
 from torchlnn.cells import LTCCell, WiredCfCCell
+from torchlnn.cells._fast import FAST_PATHS_SUPPORTED
 from torchlnn.wirings import NCP, AutoNCP
+
+pytestmark = pytest.mark.skipif(
+    not FAST_PATHS_SUPPORTED, reason="this PyTorch runs only the reference path"
+)
 
 
 def peak_bytes(function) -> int:

@@ -43,7 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._fast import DerivedCache, grad_needed, step_threads, thread_workspace
+from ._fast import (
+    FAST_PATHS_SUPPORTED,
+    DerivedCache,
+    grad_needed,
+    step_threads,
+    thread_workspace,
+)
 
 # LeCun's tanh: 1.7159 tanh(0.666 x) = 3.4318 sigmoid(1.332 x) - 1.7159.
 LECUN_SCALE = 1.7159
@@ -357,9 +363,10 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
 
 
 def supports_fast_path(cell) -> bool:
-    """Return False where only the reference applies: dropout that is active."""
+    """Return False where only the reference applies: dropout that is active, or a PyTorch
+    without the fast paths (see ``FAST_PATHS_SUPPORTED``)."""
     dropout = getattr(cell, "backbone_dropout", 0.0)
-    return not (cell.training and dropout > 0.0)
+    return FAST_PATHS_SUPPORTED and not (cell.training and dropout > 0.0)
 
 
 def constants_like(like: Tensor) -> dict[str, Tensor]:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlnn._compat import is_autocast_enabled, is_exporting
+
 
 def grad_needed(module: nn.Module, *tensors: Tensor | None) -> bool:
     """Return True when autograd must record this call: grad mode is on and something requires
@@ -31,8 +33,12 @@ def grad_needed(module: nn.Module, *tensors: Tensor | None) -> bool:
 
 def autocast_active(device_type: str) -> bool:
     """Return True when autocast is enabled for ``device_type``; fast paths then step aside."""
-    return torch.is_autocast_enabled(device_type)
+    return is_autocast_enabled(device_type)
 
+
+# The fast paths must tell eager calls from ``torch.export``, which they cannot follow. Without
+# ``torch.compiler.is_exporting`` (PyTorch 2.2 lacks it) every call runs the reference.
+FAST_PATHS_SUPPORTED = hasattr(torch.compiler, "is_exporting")
 
 # The dtypes that the fast paths run in; others (float16, bfloat16) use the reference,
 # because some of the sparse kernels have no half-precision version on the CPU.
@@ -44,7 +50,7 @@ def exporting() -> bool:
     ``torch.export``). The fast paths then step aside: an exported graph needs the plain
     reference operations, not their caches, sparse products and autograd Functions."""
     tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
-    return tracing or torch.compiler.is_exporting()
+    return tracing or is_exporting()
 
 
 # PyTorch's grain size for parallel element-wise CPU kernels (at::internal::GRAIN_SIZE).

@@ -41,7 +41,13 @@ from torch import Tensor
 
 from torchlnn.solvers import RK4, Euler, Fused
 
-from ._fast import DerivedCache, grad_needed, step_threads, thread_workspace
+from ._fast import (
+    FAST_PATHS_SUPPORTED,
+    DerivedCache,
+    grad_needed,
+    step_threads,
+    thread_workspace,
+)
 
 _CACHE = DerivedCache()
 
@@ -58,8 +64,9 @@ def _solver_kind(solver) -> str | None:
 
 
 def supports_fast_path(cell) -> bool:
-    """Return True when the cell's solver has a fast path (fused, Euler or RK4)."""
-    return _solver_kind(cell.solver) is not None
+    """Return True when the cell's solver has a fast path (fused, Euler or RK4) and this
+    PyTorch supports the fast paths (see ``FAST_PATHS_SUPPORTED``)."""
+    return FAST_PATHS_SUPPORTED and _solver_kind(cell.solver) is not None
 
 
 # ---------------------------------------------------------------------- synapse lists

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torchlnn._compat import is_compiling
+
 from . import _cfc_fast
 from ._common import check_elapsed_time
 from ._fast import FAST_DTYPES, autocast_active, exporting, grad_needed
@@ -74,7 +76,7 @@ def fast_step_applies(cell: nn.Module, input: Tensor, hx: Tensor, dt: float | Te
         and not autocast_active(input.device.type)
         and input.dtype in FAST_DTYPES
         and not exporting()
-        and not torch.compiler.is_compiling()
+        and not is_compiling()
         and not grad_needed(cell, input, hx, dt if isinstance(dt, Tensor) else None)
     )
 

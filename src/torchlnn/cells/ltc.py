@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torchlnn._compat import is_compiling
 from torchlnn.solvers import Solver, get_solver
 from torchlnn.wirings import Wiring
 
@@ -371,7 +372,7 @@ class LTCCell(WiredModule):
             and not autocast_active(input.device.type)
             and input.dtype in FAST_DTYPES
             and not exporting()
-            and not torch.compiler.is_compiling()
+            and not is_compiling()
             and not grad_needed(self, input, hx, dt if isinstance(dt, Tensor) else None)
         )
 

@@ -308,7 +308,7 @@ class WiredCfCCell(WiredModule):
         chunk: int,
     ) -> tuple[Tensor | None, Tensor] | None:
         """Run a whole sequence with the fast path; see ``LTCCell.run_fast``."""
-        if not self.fast_path:
+        if not (self.fast_path and _cfc_fast.supports_fast_path(self)):
             return None
         return _cfc_fast.run_sequence(self, input, hx, dt, mask, keep_states, chunk)
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlnn.cells import MixedMemoryLSTMCell
-from torchlnn.cells._fast import FAST_DTYPES, exporting
+from torchlnn.cells._fast import FAST_DTYPES, autocast_active, exporting
 
 from ._inputs import check_input, check_mask, check_state, check_timespans
 
@@ -216,7 +216,7 @@ class LiquidSequence(nn.Module):
             if dt.requires_grad:
                 return None
             dt = _constant_value(dt)
-        if torch.is_autocast_enabled(x.device.type):
+        if autocast_active(x.device.type):
             return None
         run_fast = getattr(self.rnn_cell, "run_fast", None)
         if run_fast is None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,9 +40,14 @@ def tiny_config(tmp_path, **overrides) -> LaneKeepingConfig:
     return LaneKeepingConfig(**values)
 
 
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return run_lane_keeping(tiny_config(tmp_path_factory.mktemp("tiny")))
+
+
 @pytest.mark.slow
-def test_tiny_run_writes_complete_report(tmp_path):
-    folder = run_lane_keeping(tiny_config(tmp_path))
+def test_tiny_run_writes_complete_report(tiny_run):
+    folder = tiny_run
     report = (folder / "report.md").read_text()
     for section in ("## The answer", "## Results", "## Closed-loop driving", "## Figures",
                     "## How this was measured"):
@@ -54,6 +63,27 @@ def test_tiny_run_writes_complete_report(tmp_path):
     figures = {path.name for path in (folder / "figures").iterdir()}
     assert {"attention-ncp-ltc.png", "traces-ncp-ltc.png", "wiring-ncp-ltc.png"} <= figures
     assert record["stages"]["analyse"]["models"]["ncp-ltc"]["control_parameters"] > 0
+
+
+@pytest.mark.slow
+def test_deploy_script_forms_match_pytorch(tiny_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    script = Path(__file__).resolve().parents[2] / "examples" / "deploy_lane_policy.py"
+    policy = tiny_run / "models" / "ncp-ltc" / "policy.pt"
+    done = subprocess.run(
+        [sys.executable, str(script), str(policy), "--out", str(tmp_path), "--steps", "12"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    differences = [float(d) for d in re.findall(r"max difference ([0-9.e+-]+)", done.stdout)]
+    assert len(differences) == 3 or (len(differences) == 2 and "not compiled" in done.stdout)
+    assert max(differences) < 1e-5
+    assert (tmp_path / "lane_policy.onnx").is_file()
+    assert (tmp_path / "firmware" / "lane_policy.c").is_file()
+    assert (tmp_path / "controller.pt").is_file()
 
 
 @pytest.mark.slow

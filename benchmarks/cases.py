@@ -237,7 +237,7 @@ QUICK_STEPS = 20
 
 
 def _quick_cases() -> list[Case]:
-    """The issue's table on 20 steps instead of 100, and the compile case of the CfC."""
+    """Return the headline cases on 20 steps instead of 100, and the CfC compile case."""
     table = _table_cases()
     for case in table:
         if case.kind == "sequence":

@@ -110,7 +110,7 @@ def headline(index) -> list[str]:
 
 
 def targets(index) -> list[str]:
-    """The issue's targets, each with the measured ratio."""
+    """Return the speed and memory targets, each with its measured ratio and whether it is met."""
 
     def speedup(case, field):
         return _ratio(_get(index, case, "ncps", field), _get(index, case, "torchlnn", field))
@@ -281,7 +281,7 @@ def markdown(result: dict[str, Any]) -> str:
         title = f"{threads} thread{'s' if threads > 1 else ''}"
         lines += [
             "",
-            f"### {title}: the issue's table",
+            f"### {title}: headline table",
             "",
             *headline(index),
             "",

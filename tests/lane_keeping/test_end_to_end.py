@@ -15,6 +15,8 @@ pytest.importorskip("gymnasium")
 
 from torchlnn.driving.lane_keeping import (  # noqa: E402
     LaneKeepingConfig,
+    collect_stage,
+    open_run,
     preset_config,
     run_lane_keeping,
 )
@@ -97,6 +99,18 @@ def test_rerun_resumes_finished_stages(tmp_path):
     resumed = json.loads((second / "lane_keeping.json").read_text())
     assert resumed["timings"] == record["timings"]  # no stage ran again
     assert len(resumed["attempts"]) == 2
+
+
+def test_smaller_run_uses_its_episodes_of_larger_cache(tmp_path):
+    larger = collect_stage(open_run(tiny_config(tmp_path, episodes=5, episode_steps=20)))
+    smaller = collect_stage(open_run(tiny_config(tmp_path, episodes=3, episode_steps=20)))
+
+    assert larger["data_dir"] == smaller["data_dir"]  # the cache is shared
+    larger_indices = sorted(sum(larger["split"].values(), []))
+    smaller_indices = sorted(sum(smaller["split"].values(), []))
+    assert larger_indices == [0, 1, 2, 3, 4]
+    assert smaller_indices == [0, 1, 2]
+    assert smaller["frames"] < larger["frames"]
 
 
 def test_presets_and_invalid_settings():

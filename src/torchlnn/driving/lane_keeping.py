@@ -288,11 +288,14 @@ def collect_stage(run: Run) -> dict[str, Any]:
     data_dir = Path(config.runs_root) / "lane-keeping" / "data" / f"{config.env}-{digest}"
     manifest = collect(data_dir, collection, progress=config.progress)
 
-    indices = [entry["index"] for entry in manifest["episodes"]]
+    # The cache may hold more episodes than this run asks for (episode i has the same seed
+    # in every collection), so keep the first ``config.episodes`` of them.
+    episodes = [entry for entry in manifest["episodes"] if entry["index"] < config.episodes]
+    indices = [entry["index"] for entry in episodes]
     split = split_episode_indices(indices, config.valid_fraction, config.test_fraction,
                                   config.seed)
-    frames = sum(entry["frames"] for entry in manifest["episodes"])
-    first = manifest["episodes"][0]
+    frames = sum(entry["frames"] for entry in episodes)
+    first = episodes[0]
     with np.load(data_dir / first["file"]) as shard:
         height, width = shard["frames"].shape[1:3]
     return {

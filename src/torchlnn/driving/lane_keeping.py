@@ -288,7 +288,7 @@ def collect_stage(run: Run) -> dict[str, Any]:
     data_dir = Path(config.runs_root) / "lane-keeping" / "data" / f"{config.env}-{digest}"
     manifest = collect(data_dir, collection, progress=config.progress)
 
-    # The cache may hold more episodes than this run asks for (episode i has the same seed
+    # The cache may hold more episodes than this run requests (episode i has the same seed
     # in every collection), so keep the first ``config.episodes`` of them.
     episodes = [entry for entry in manifest["episodes"] if entry["index"] < config.episodes]
     indices = [entry["index"] for entry in episodes]

@@ -6,7 +6,8 @@ none of them depends on the sequence length:
 * ``StreamingController``: ``reset()`` then ``step(observation, dt)`` in a control loop.
 * ``to_torchscript``, ``to_exported_program``, ``to_onnx``: one step, or whole sequences with
   a dynamic number of steps (a scripted loop, or a ``scan`` that ONNX stores as ``Scan``).
-* ``to_c``: a dependency-free C99 source and header with a fixed-memory step function.
+* ``to_c``: a dependency-free C99 source and header with a fixed-memory step function;
+  ``compile_c`` builds it into a shared library that Python calls as a ``CStep``.
 
 See docs/deployment.md for a worked example with measured step times.
 """
@@ -14,6 +15,7 @@ See docs/deployment.md for a worked example with measured step times.
 from __future__ import annotations
 
 from ._c_export import CExport, to_c, write_c_runner
+from ._c_native import CStep, compile_c
 from ._onnx import ONNX_NAMES, to_onnx
 from ._program import to_exported_program
 from ._step import SequenceModule, StepModule, StepProtocol
@@ -32,4 +34,6 @@ __all__ = [
     "to_c",
     "write_c_runner",
     "CExport",
+    "compile_c",
+    "CStep",
 ]

@@ -28,7 +28,9 @@ processes spreads over all of them.
 from __future__ import annotations
 
 import ctypes
+import shutil
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from torch.profiler import ProfilerActivity, profile
 
 import torchlnn
 from torchlnn import wirings as lnn_wirings
+from torchlnn.export import CStep, compile_c, to_c
 
 try:  # ncps is a dev dependency; without it the ncps rows are reported as skipped.
     import ncps.torch as ncps_torch
@@ -55,6 +58,9 @@ STEPS = 100
 
 TORCHLNN, NCPS, TORCH_NN = "torchlnn", "ncps", "torch.nn"
 IMPLEMENTATIONS = (TORCHLNN, NCPS, TORCH_NN)
+# The control-step cases also time torchlnn's generated C, compiled and called through ctypes.
+TORCHLNN_C = "torchlnn C"
+C_COMPILER = shutil.which("cc") or shutil.which("gcc")
 
 
 @dataclass
@@ -184,8 +190,9 @@ def last_output_builders(family: str, units: int, wiring_kind: str | None = None
     return builders
 
 
-def step_builders(family: str) -> dict[str, Callable[[], nn.Module] | None]:
-    """The 19-neuron lane-keeping NCP on 32 inputs as a cell, and ``torch.nn.LSTMCell``."""
+def step_builders(family: str) -> dict[str, Callable[[], Any] | None]:
+    """The 19-neuron lane-keeping NCP on 32 inputs as a cell, ``torch.nn.LSTMCell``, and the
+    torchlnn cell as generated C (``to_c`` then ``compile_c``; None without a compiler)."""
     if family == "ltc":
         lnn = lambda: torchlnn.LTCCell(_lnn_ncp19(), in_features=FEATURES)  # noqa: E731
         theirs = _ncps(lambda: ncps_torch.LTCCell(_ncps_ncp19(), FEATURES))
@@ -198,7 +205,18 @@ def step_builders(family: str) -> dict[str, Callable[[], nn.Module] | None]:
             return NcpsWiredCfCCell(FEATURES, wiring)
 
         theirs = _ncps(theirs_cfc)
-    return {TORCHLNN: lnn, NCPS: theirs, TORCH_NN: lambda: nn.LSTMCell(FEATURES, 19)}
+
+    def compiled() -> CStep:
+        # The same cell (same seed, so the same weights), written as C and compiled.
+        folder = tempfile.mkdtemp(prefix="torchlnn-bench-")
+        return compile_c(to_c(lnn(), folder, f"bench_{family}"))
+
+    return {
+        TORCHLNN: lnn,
+        NCPS: theirs,
+        TORCH_NN: lambda: nn.LSTMCell(FEATURES, 19),
+        TORCHLNN_C: compiled if C_COMPILER else None,
+    }
 
 
 # ---------------------------------------------------------------------- the case list
@@ -350,8 +368,17 @@ def training_call(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return call
 
 
-def step_call(cell: nn.Module, x: torch.Tensor, repeats: int) -> Callable[[], None]:
+def step_call(cell: nn.Module | CStep, x: torch.Tensor, repeats: int) -> Callable[[], None]:
     """Return a function that runs ``repeats`` single-sample steps of ``cell``."""
+    if isinstance(cell, CStep):  # keeps its own state; one sample (I,) per call
+        sample = x[0]
+
+        def call_c() -> None:
+            for _ in range(repeats):
+                cell(sample)
+
+        return call_c
+
     width = cell.hidden_size if isinstance(cell, nn.LSTMCell) else cell.state_size
     h = torch.zeros(1, width, device=x.device)
     state: Any = (h, torch.zeros_like(h)) if isinstance(cell, nn.LSTMCell) else h

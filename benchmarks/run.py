@@ -151,15 +151,20 @@ def measure_case(
     """Measure one case with every implementation; returns one record per implementation."""
     records: dict[str, Record] = {}
     models: dict[str, torch.nn.Module] = {}
-    for name in bench.IMPLEMENTATIONS:
+    extra = [name for name in case.builders if name not in bench.IMPLEMENTATIONS]
+    for name in [*bench.IMPLEMENTATIONS, *extra]:
         record = Record(case.name, case.group, name, device.type, threads, params=case.params)
         records[name] = record
         build = case.builders.get(name)
+        if name == bench.TORCHLNN_C and (build is None or device.type != "cpu"):
+            record.skipped = "no C compiler on PATH" if build is None else "runs on the CPU only"
+            continue
         if build is None:
             record.skipped = "not available" if name == bench.NCPS else "no equivalent"
             continue
         torch.manual_seed(seed)
-        models[name] = build().to(device)
+        model = build()
+        models[name] = model.to(device) if isinstance(model, torch.nn.Module) else model
 
     torch.manual_seed(seed)
     x = torch.randn(case.batch, case.steps, bench.FEATURES, device=device)

@@ -51,8 +51,13 @@ def tiny_run(tmp_path_factory):
 def test_tiny_run_writes_complete_report(tiny_run):
     folder = tiny_run
     report = (folder / "report.md").read_text()
-    for section in ("## The answer", "## Results", "## Closed-loop driving", "## Figures",
-                    "## How this was measured"):
+    for section in (
+        "## The answer",
+        "## Results",
+        "## Closed-loop driving",
+        "## Figures",
+        "## How this was measured",
+    ):
         assert section in report
     for name in ("NCP, LTC (19 neurons)", "CNN (no memory)", "expert (privileged)"):
         assert name in report
@@ -99,6 +104,25 @@ def test_rerun_resumes_finished_stages(tmp_path):
     resumed = json.loads((second / "lane_keeping.json").read_text())
     assert resumed["timings"] == record["timings"]  # no stage ran again
     assert len(resumed["attempts"]) == 2
+
+
+def test_interrupted_run_names_its_folder_and_resumes_there(tmp_path, monkeypatch, capsys):
+    from torchlnn.driving import lane_keeping
+
+    def interrupted(run, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lane_keeping, "train_stage", interrupted)
+    config = tiny_config(tmp_path, episodes=3, episode_steps=20, models=("cnn",))
+    with pytest.raises(KeyboardInterrupt):
+        run_lane_keeping(config)
+    output = capsys.readouterr()
+    folder = re.search(r"run folder: (\S+) \(new\)", output.out).group(1)
+    assert f"interrupted. Finished work is kept in {folder}" in output.err
+
+    with pytest.raises(KeyboardInterrupt):  # the second attempt starts after collect
+        run_lane_keeping(config)
+    assert f"run folder: {folder} (resuming; finished stages: collect)" in capsys.readouterr().out
 
 
 def test_smaller_run_uses_its_episodes_of_larger_cache(tmp_path):

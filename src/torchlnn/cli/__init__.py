@@ -43,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    result = args.func(args)
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("torchlnn: interrupted (Ctrl-C).", file=sys.stderr)
+        return 130  # the usual exit status after Ctrl-C
     return int(result or 0)
 
 

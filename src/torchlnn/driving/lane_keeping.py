@@ -29,6 +29,7 @@ import dataclasses
 import datetime
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,15 +114,12 @@ class LaneKeepingConfig:
     def __post_init__(self) -> None:
         unknown = [kind for kind in self.models if kind not in POLICY_KINDS]
         if unknown:
-            raise ValueError(
-                f"Unknown policy kinds {unknown}; choose from {list(POLICY_KINDS)}."
-            )
+            raise ValueError(f"Unknown policy kinds {unknown}; choose from {list(POLICY_KINDS)}.")
         if not self.models:
             raise ValueError("models must name at least one policy kind.")
         if self.episodes < 3:
             raise ValueError(
-                f"episodes must be at least 3 (training, validation and test), got "
-                f"{self.episodes}."
+                f"episodes must be at least 3 (training, validation and test), got {self.episodes}."
             )
         if any(not 0 < v for v in self.noise_variances):
             raise ValueError(f"noise_variances must be positive, got {self.noise_variances}.")
@@ -292,8 +290,7 @@ def collect_stage(run: Run) -> dict[str, Any]:
     # in every collection), so keep the first ``config.episodes`` of them.
     episodes = [entry for entry in manifest["episodes"] if entry["index"] < config.episodes]
     indices = [entry["index"] for entry in episodes]
-    split = split_episode_indices(indices, config.valid_fraction, config.test_fraction,
-                                  config.seed)
+    split = split_episode_indices(indices, config.valid_fraction, config.test_fraction, config.seed)
     frames = sum(entry["frames"] for entry in episodes)
     first = episodes[0]
     with np.load(data_dir / first["file"]) as shard:
@@ -338,9 +335,10 @@ def train_stage(run: Run, data: dict[str, Any]) -> dict[str, Any]:
         "progress_bar": config.progress,
         "threads": config.threads,
     }
-    for kind in config.models:
+    for number, kind in enumerate(config.models, start=1):
         if kind in results:
             continue
+        print(f"[lane-keeping] training {kind} ({number} of {len(config.models)})", flush=True)
         started = time.perf_counter()
         model_dir = run.folder / "models" / kind
         lr = config.lr if config.lr is not None else LEARNING_RATES[kind]
@@ -460,22 +458,33 @@ def run_lane_keeping(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     run = open_run(config, resume, run_dir)
+    finished = run.record.get("finished_stages", [])
+    state = f"resuming; finished stages: {', '.join(finished)}" if finished else "new"
+    print(f"[lane-keeping] run folder: {run.folder} ({state})", flush=True)
     stages = (
         ("collect", lambda: collect_stage(run)),
         ("train", lambda: train_stage(run, run.done("collect"))),
         ("evaluate", lambda: evaluate_stage(run, run.done("train"))),
         ("analyse", lambda: analyse_stage(run, run.done("collect"), run.done("train"))),
     )
-    for name, stage in stages:
-        finished = run.record.get("finished_stages", [])
-        if name in finished:
-            continue
-        started = time.perf_counter()
-        print(f"[lane-keeping] {name} ...", flush=True)
-        value = stage()
-        run.finish(name, value, time.perf_counter() - started)
-        run.record.setdefault("finished_stages", []).append(name)
-        run.save()
+    try:
+        for name, stage in stages:
+            if name in run.record.get("finished_stages", []):
+                continue
+            started = time.perf_counter()
+            print(f"[lane-keeping] {name} ...", flush=True)
+            value = stage()
+            run.finish(name, value, time.perf_counter() - started)
+            run.record.setdefault("finished_stages", []).append(name)
+            run.save()
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit(1)
+        print(
+            f"\n[lane-keeping] interrupted. Finished work is kept in {run.folder}; run the "
+            "same command again to resume from there.",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
     run.record["wall_seconds"] = round(sum(run.record["timings"].values()), 1)
     run.save()
     write_report(run.folder, run.record)

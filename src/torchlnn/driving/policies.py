@@ -10,8 +10,9 @@ to a curvature per frame. The controllers:
 * ``"ncp-cfc"``: a CfC with the same wiring.
 * ``"cfc"``: a dense CfC of 19 neurons with a backbone, projected to one output.
 * ``"lstm"``: an LSTM of 64 units with a linear read-out.
-* ``"ctrnn"``: a continuous-time RNN of 19 neurons (``dh/dt = (-h + tanh(W [x; h] + b)) /
-  tau``), one explicit Euler step per frame, with a linear read-out.
+* ``"ctrnn"``: the continuous-time RNN of :class:`torchlnn.baselines.CTRNN` with 19 neurons
+  (``dh/dt = -h / tau + tanh(W [x; h] + b)``), ``ode_unfolds`` exponential-Euler sub-steps
+  per frame, with a linear read-out.
 * ``"cnn"``: no memory: two dense layers on each frame's features.
 
 Shapes: frames are (B, T, 3, H, W) float tensors (RGB in [0, 1], 78 x 200 by default), the
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import torchlnn
+from torchlnn.baselines import CTRNN
 from torchlnn.wirings import NCP
 
 POLICY_KINDS = ("ncp-ltc", "ncp-cfc", "cfc", "lstm", "ctrnn", "cnn")
@@ -152,38 +154,6 @@ class ConvHead(nn.Module):
         return self.norm(features)
 
 
-class ContinuousTimeRNN(nn.Module):
-    """A continuous-time RNN, the CT-RNN baseline: ``tau dh/dt = -h + tanh(W [x; h] + b)``.
-
-    One explicit Euler step per input step: ``h' = h + dt / tau * (-h + tanh(W [x; h] + b))``
-    with a learned positive time constant per neuron (``tau = softplus(raw) + 0.1``, so an
-    Euler step of length 1 stays stable).
-
-    Shapes: input (B, T, F); output (B, T, N); h_n (B, N).
-    """
-
-    def __init__(self, input_size: int, units: int):
-        super().__init__()
-        self.units = units
-        self.linear = nn.Linear(input_size + units, units)
-        self.tau_raw = nn.Parameter(torch.zeros(units))
-
-    def forward(self, input: Tensor, hx: Tensor | None = None, timespans=None):
-        batch, steps, _ = input.shape
-        h = input.new_zeros(batch, self.units) if hx is None else hx
-        tau = nn.functional.softplus(self.tau_raw) + 0.1
-        outputs = []
-        for t in range(steps):
-            if timespans is None or isinstance(timespans, (int, float)):
-                dt = 1.0 if timespans is None else float(timespans)
-            else:
-                dt = timespans[:, t].reshape(batch, 1)
-            target = torch.tanh(self.linear(torch.cat([input[:, t], h], dim=-1)))
-            h = h + dt / tau * (target - h)
-            outputs.append(h)
-        return torch.stack(outputs, dim=1), h
-
-
 class DrivingPolicy(nn.Module):
     """A lane-keeping policy: a conv head per frame, then a controller over the frame sequence.
 
@@ -230,7 +200,7 @@ class DrivingPolicy(nn.Module):
             self.controller = nn.LSTM(features, 64, batch_first=True)
             self.readout = nn.Linear(64, 1)
         elif kind == "ctrnn":
-            self.controller = ContinuousTimeRNN(features, 19)
+            self.controller = CTRNN(features, 19, ode_unfolds=ode_unfolds)
             self.readout = nn.Linear(19, 1)
         else:
             self.controller = nn.Sequential(

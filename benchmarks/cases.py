@@ -191,8 +191,9 @@ def last_output_builders(family: str, units: int, wiring_kind: str | None = None
 
 
 def step_builders(family: str) -> dict[str, Callable[[], Any] | None]:
-    """The 19-neuron lane-keeping NCP on 32 inputs as a cell, ``torch.nn.LSTMCell``, and the
-    torchlnn cell as generated C (``to_c`` then ``compile_c``; None without a compiler)."""
+    """Return builders of the 19-neuron lane-keeping NCP on 32 inputs as a cell, of
+    ``torch.nn.LSTMCell``, and of the torchlnn cell as generated C (``to_c``, then
+    ``compile_c``), which is None without a C compiler."""
     if family == "ltc":
         lnn = lambda: torchlnn.LTCCell(_lnn_ncp19(), in_features=FEATURES)  # noqa: E731
         theirs = _ncps(lambda: ncps_torch.LTCCell(_ncps_ncp19(), FEATURES))
@@ -370,7 +371,7 @@ def training_call(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
 
 def step_call(cell: nn.Module | CStep, x: torch.Tensor, repeats: int) -> Callable[[], None]:
     """Return a function that runs ``repeats`` single-sample steps of ``cell``."""
-    if isinstance(cell, CStep):  # keeps its own state; one sample (I,) per call
+    if isinstance(cell, CStep):  # it keeps its own state and takes one sample (I,) per call
         sample = x[0]
 
         def call_c() -> None:

@@ -221,8 +221,9 @@ XOR_EVENT = ExperimentSpec(
     differences=[
         "The paper reports the test accuracy after the last epoch; we report it at the epoch "
         "with the best validation accuracy (the paper has no validation split).",
-        "The paper's CfC has a forget-gate bias hyperparameter (1.2 for CfC, 0.6 mixed, 4.7 "
-        "no-gate); torchlnn's CfC has none and starts from its default initialisation.",
+        "The paper's configurations list a forget-gate bias (1.2 for CfC, 0.6 mixed, 4.7 "
+        "no-gate), but its CfC cell does not read it: only the mixed-memory LSTM adds it to its "
+        "forget gate. torchlnn's mixed-memory LSTM adds 1, as ncps does.",
         "Weight decay is the optimiser's L2 term, not a Keras kernel regulariser.",
         "Gradient clipping bounds the global norm over all parameters; the paper's Keras "
         "clipnorm bounds the norm of each weight tensor separately.",

@@ -131,8 +131,7 @@ class LaneKeepingConfig:
 # Adam learning rates of the controllers per policy kind. The LTC and CT-RNN controllers learn
 # with a larger rate, as in the LTC paper (0.01 for LTC, 0.001 for the other models); at 0.001
 # the NCP-LTC policy was still far from the CNN's training loss after 8 epochs of the quick
-# preset. At 0.005 the NCP-CfC policy did not improve after its first epoch, so the CfC
-# controllers use 0.001. The conv head uses ``head_lr`` in every policy.
+# preset. The CfC controllers use 0.001. The conv head uses ``head_lr`` in every policy.
 LEARNING_RATES = {
     "ncp-ltc": 5e-3,
     "ncp-cfc": 1e-3,

@@ -194,9 +194,9 @@ class DrivingPolicy(nn.Module):
         if kind == "ncp-ltc":
             self.controller = torchlnn.LTC(features, paper_wiring(seed), ode_unfolds=ode_unfolds)
         elif kind == "ncp-cfc":
-            # ncps's connectivity (every neuron of a layer reads its whole layer, and the time
-            # heads are dense): with the strict wiring connectivity this policy's validation
-            # loss did not improve in 5 epochs of the quick preset, with ncps's it did.
+            # ncps's connectivity: every neuron of a layer reads its whole layer, and the time
+            # heads are dense. With the strict wiring connectivity, this policy's validation
+            # loss did not improve in 5 epochs of the quick preset. With ncps's, it did.
             self.controller = torchlnn.CfC(
                 features, paper_wiring(seed), proj_size=1, connectivity="ncps"
             )

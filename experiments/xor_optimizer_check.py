@@ -127,7 +127,7 @@ def main() -> None:
         "command": command,
         "settings": vars(args),
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{args.threads} threads",
+        f"{args.threads} thread{'s' if args.threads != 1 else ''}",
         "rows": rows,
     }
     (RESULTS / "xor_optimizer_check.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -66,3 +66,16 @@ def test_invalid_arguments_are_reported():
         main(["driving", "collect", "--episodes", "1", "--out", "unused", "--set", "speed"])
     with pytest.raises(SystemExit, match="MODULE:FACTORY"):
         main(["driving", "evaluate", "--policy", "nonsense"])
+
+
+def test_interrupted_command_exits_130_with_message(monkeypatch, capsys):
+    import torchlnn.driving.lane_keeping as lane_keeping
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lane_keeping, "run_lane_keeping", interrupted)
+    status = main(["lane-keeping", "--no-progress"])
+
+    assert status == 130
+    assert "interrupted (Ctrl-C)" in capsys.readouterr().err

@@ -1,10 +1,11 @@
 """Time one control step at batch 1 in every deployment form, and size the generated C.
 
 Forms: eager PyTorch (``StepModule``, and ``StreamingController.step`` with its checks),
-TorchScript, a torch.export program, ONNX Runtime, and the generated C compiled with the
-system compiler. The models are the 19-neuron lane-keeping circuit of the NCP paper
-(``NCP(12, 6, 1, 6, 4, 6, 6)`` on 32 inputs) as an LTC and as a wired CfC, or a layer saved
-with ``torchlnn.save`` (``--model``). A step's time does not depend on the weights' values.
+TorchScript, a torch.export program, ONNX Runtime, the generated C compiled with the system
+compiler, and that C called from Python through ``CStep``. The models are the 19-neuron
+lane-keeping circuit of the NCP paper (``NCP(12, 6, 1, 6, 4, 6, 6)`` on 32 inputs) as an LTC
+and as a wired CfC, or a layer saved with ``torchlnn.save`` (``--model``). A step's time does
+not depend on the weights' values.
 
 Before timing, every form runs the same 50 observations and must agree with eager PyTorch to
 1e-5. Each Python form is timed as the mean over ``--steps`` consecutive steps, feeding the
@@ -285,6 +286,23 @@ def benchmark_model(name: str, model, args, progress) -> dict:
         )
         progress(f"{name}: StreamingController.step")
 
+        # The same C, built as a shared library and called from Python (CStep), checked
+        # against the streaming controller before it is timed.
+        native = export.compile_c(written)
+        controller.reset()
+        largest = 0.0
+        for t in range(CHECK_STEPS):
+            expected = controller.step(observations[t], 0.1).numpy().reshape(-1)
+            largest = max(largest, float(np.abs(native(observations[t], 0.1) - expected).max()))
+        if largest > CHECK_TOLERANCE:
+            raise RuntimeError(f"CStep differs from eager PyTorch by {largest:g}")
+        differences["c_from_python"] = largest
+        native.reset()
+        timings["c_from_python"] = time_loop(
+            lambda t: native(observations[t], 0.1), args.steps, args.repeats
+        )
+        progress(f"{name}: CStep (the C step called from Python)")
+
         c_runs = []
         for _ in range(args.repeats):
             result = subprocess.run(
@@ -348,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=6 * len(models), desc="deploy step", unit="form")
+        # eager, TorchScript, torch.export, ONNX Runtime, the controller, CStep, compiled C
+        bar = tqdm(total=7 * len(models), desc="deploy step", unit="form")
 
         def progress(label: str) -> None:
             bar.set_postfix_str(label)

@@ -195,3 +195,22 @@ def test_step_module_explicit_solver_keeps_checks_in_eager():
     step = StepModule(model)
     with pytest.warns(RuntimeWarning, match="unstable"):
         step(torch.zeros(1, INPUT_SIZE), step.initial_state(1), torch.full((1, 1), 50.0))
+
+
+@pytest.mark.parametrize(
+    "name", ["ltc-fused-ncp", "cfc-wired-no_gate-mixed", "cfc-wired-pure-proj"]
+)
+def test_controller_fast_step_matches_reference(name):
+    # Without mixed memory the controller calls the cell, which takes its fast step.
+    # Setting the layer's fast_path to False keeps the reference step that exports trace.
+    model = build(name)
+    x, _, timespans = sequence_inputs(model, batch=1, steps=40)
+    fast = StreamingController(model)
+    fast_outputs = stream(fast, x, timespans)
+    model.fast_path = False
+    reference_controller = StreamingController(model)
+    reference_outputs = stream(reference_controller, x, timespans)
+
+    assert fast._cell_step == (fast.step_module.lstm is None)
+    assert not reference_controller._cell_step
+    torch.testing.assert_close(fast_outputs, reference_outputs, rtol=0, atol=ROUNDING)

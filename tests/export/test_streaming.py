@@ -206,11 +206,13 @@ def test_controller_fast_step_matches_reference(name):
     model = build(name)
     x, _, timespans = sequence_inputs(model, batch=1, steps=40)
     fast = StreamingController(model)
+    assert fast._cell_step == (fast.step_module.lstm is None)
     fast_outputs = stream(fast, x, timespans)
-    model.fast_path = False
+
+    model.fast_path = False  # read at every step, so it also switches an existing controller
+    assert not fast._cell_step
     reference_controller = StreamingController(model)
     reference_outputs = stream(reference_controller, x, timespans)
 
-    assert fast._cell_step == (fast.step_module.lstm is None)
     assert not reference_controller._cell_step
     torch.testing.assert_close(fast_outputs, reference_outputs, rtol=0, atol=ROUNDING)

@@ -61,14 +61,20 @@ class StreamingController:
         self.state_size = int(self.step_module.state_size)
         self._state: Tensor | None = None
 
-        # Without mixed memory, a step calls the cell, whose forward takes its fast single
-        # step where it applies. At batch 1 that is several times faster than StepModule's
-        # reference step. fast_path = False on the layer or the cell keeps the reference.
+        self._model = model
+
+    @property
+    def _cell_step(self) -> bool:
+        """Whether a step calls the cell, whose forward takes its fast single step.
+
+        At batch 1 that is several times faster than StepModule's reference step. Mixed
+        memory, or ``fast_path = False`` on the layer or the cell, keeps the reference.
+        """
         step = self.step_module
-        self._cell_step = (
+        return (
             isinstance(step, StepModule)
             and step.lstm is None
-            and getattr(model, "fast_path", True)
+            and getattr(self._model, "fast_path", True)
             and getattr(step.cell, "fast_path", False)
         )
 

@@ -102,3 +102,11 @@ def test_compile_c_reports_compiler_errors(tmp_path):
     export = to_c(build("ltc-fused-ncp"), tmp_path)
     with pytest.raises(RuntimeError, match="failed with exit code"):
         compile_c(export, compiler=COMPILER, flags=["-std=c99", "--no-such-flag-xyz"])
+
+
+def test_compile_c_rejects_model_and_string_flags(tmp_path):
+    model = build("ltc-fused-ncp")
+    with pytest.raises(TypeError, match=r"got LTC\. Call compile_c\(to_c\(model, folder\)\)"):
+        compile_c(model)
+    with pytest.raises(TypeError, match=r"flags=\['-O3'\]"):
+        compile_c(to_c(model, tmp_path), flags="-O3")

@@ -63,8 +63,19 @@ def compile_c(
         a ``CStep`` with the state at zeros.
 
     Raises:
+        TypeError: ``export`` is not a ``CExport``, or ``flags`` is a single string.
         RuntimeError: no compiler was found, or it failed (its message is included).
     """
+    if not isinstance(export, CExport):
+        raise TypeError(
+            f"compile_c expects what to_c returned (a CExport), got {type(export).__name__}. "
+            "Call compile_c(to_c(model, folder))."
+        )
+    if isinstance(flags, str):
+        raise TypeError(
+            f"compile_c: flags must be a sequence of strings, got the string {flags!r}. "
+            f"Pass a list, e.g. flags=[{flags!r}]."
+        )
     command = _find_compiler(compiler)
     suffix = {"darwin": ".dylib", "win32": ".dll"}.get(sys.platform, ".so")
     library = export.source.with_name(f"lib{export.name}{suffix}")

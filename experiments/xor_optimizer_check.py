@@ -2,7 +2,7 @@
 
 The CfC paper's XOR script trains its (TensorFlow) CfC with RMSprop at learning rate 0.05.
 With that setting torchlnn's CfC did not learn: its training loss stayed near 2.4, while
-binary cross-entropy at chance is 0.69. This script asks whether the cause is torchlnn's cell
+binary cross-entropy at chance is 0.69. This script tests whether the cause is torchlnn's cell
 or the setting. It trains torchlnn's CfC and the CfC of ncps 1.0.1 with the same loop,
 data, seed and settings. Each trains once with the CfC paper's RMSprop setting and once with Adam
 at 0.001, and the script writes the training loss of each epoch.

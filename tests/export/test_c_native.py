@@ -28,7 +28,7 @@ def run_steps(step: CStep, inputs: np.ndarray, dt: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize(
     "name", ["ltc-fused-ncp", "cfc-wired-no_gate-mixed", "cfc-wired-pure-proj"]
 )
-def test_cstep_matches_the_layer_over_a_long_run(name, tmp_path):
+def test_cstep_matches_layer_long_run(name, tmp_path):
     model = build(name)
     step = compile_c(to_c(model, tmp_path))
     inputs, dt = random_run(step.input_size)
@@ -40,7 +40,7 @@ def test_cstep_matches_the_layer_over_a_long_run(name, tmp_path):
 
 
 @needs_compiler
-def test_cstep_driver_equals_streaming_controller_and_resets(tmp_path):
+def test_cstep_matches_controller_and_resets(tmp_path):
     torch.manual_seed(0)
     model = perturbed(torchlnn.LTC(32, driver_ncp()))
     step = compile_c(to_c(model, tmp_path, "driver"))
@@ -59,7 +59,7 @@ def test_cstep_driver_equals_streaming_controller_and_resets(tmp_path):
 
 
 @needs_compiler
-def test_cstep_state_can_be_set_and_continues(tmp_path):
+def test_cstep_state_set_and_continued(tmp_path):
     model = build("ltc-fused-ncp")
     step = compile_c(to_c(model, tmp_path))
     inputs, dt = random_run(INPUT_SIZE)
@@ -75,7 +75,7 @@ def test_cstep_state_can_be_set_and_continues(tmp_path):
 
 
 @needs_compiler
-def test_cstep_rejects_batches_scalars_and_bad_elapsed_time(tmp_path):
+def test_cstep_rejects_invalid_input(tmp_path):
     step = compile_c(to_c(build("ltc-fused-ncp"), tmp_path))
     with pytest.raises(ValueError, match=rf"shape \({INPUT_SIZE},\), got \(2, {INPUT_SIZE}\)"):
         step(np.zeros((2, INPUT_SIZE)))
@@ -91,20 +91,20 @@ def test_cstep_rejects_batches_scalars_and_bad_elapsed_time(tmp_path):
         step.state = np.zeros(step.state_size + 1)
 
 
-def test_compile_c_names_missing_compiler(tmp_path):
+def test_compile_c_missing_compiler(tmp_path):
     export = to_c(build("ltc-fused-ncp"), tmp_path)
     with pytest.raises(RuntimeError, match="'no-such-compiler-xyz' was not found on PATH"):
         compile_c(export, compiler="no-such-compiler-xyz")
 
 
 @needs_compiler
-def test_compile_c_reports_compiler_errors(tmp_path):
+def test_compile_c_compiler_error(tmp_path):
     export = to_c(build("ltc-fused-ncp"), tmp_path)
     with pytest.raises(RuntimeError, match="failed with exit code"):
         compile_c(export, compiler=COMPILER, flags=["-std=c99", "--no-such-flag-xyz"])
 
 
-def test_compile_c_rejects_model_and_string_flags(tmp_path):
+def test_compile_c_rejects_wrong_arguments(tmp_path):
     model = build("ltc-fused-ncp")
     with pytest.raises(TypeError, match=r"got LTC\. Call compile_c\(to_c\(model, folder\)\)"):
         compile_c(model)

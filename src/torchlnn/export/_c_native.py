@@ -154,7 +154,7 @@ class CStep:
         self._state[:] = value
 
     def __call__(self, input, dt: float = 1.0) -> np.ndarray:
-        """Advance one step on ``input`` (I,) with elapsed time ``dt``; returns the output (O,).
+        """Advance one step on ``input`` (I,) with elapsed time ``dt`` and return the output (O,).
 
         ``input`` may be a numpy array, a CPU tensor (without gradient) or a sequence of
         floats. The returned array is new on every call.
@@ -167,7 +167,7 @@ class CStep:
                 array = np.asarray(input, dtype=np.float32)
         except (TypeError, ValueError, RuntimeError) as error:
             raise ValueError(
-                f"CStep could not read the observation as float32 numbers ({error}). Pass a "
+                f"CStep failed to read the observation as float32 numbers ({error}). Pass a "
                 "numpy array, a CPU tensor (detached) or a list of floats."
             ) from error
         if array.shape != self._input.shape:
@@ -176,7 +176,7 @@ class CStep:
                 f"{array.shape}. Call it once per sample: the C step has no batch dimension."
             )
         dt = float(dt)
-        if not dt >= 0.0:  # also false for NaN
+        if not dt >= 0.0:  # the comparison is also false for NaN
             raise ValueError(f"CStep needs an elapsed time dt >= 0, got {dt}.")
         self._input[:] = array
         state, inputs, output = self._addresses

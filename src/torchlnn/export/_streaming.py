@@ -65,7 +65,7 @@ class StreamingController:
 
     @property
     def _cell_step(self) -> bool:
-        """Whether a step calls the cell, whose forward takes its fast single step.
+        """Return whether a step calls the cell, whose forward takes its fast single step.
 
         At batch 1 that is several times faster than StepModule's reference step. Mixed
         memory, or ``fast_path = False`` on the layer or the cell, keeps the reference.

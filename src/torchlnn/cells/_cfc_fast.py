@@ -481,6 +481,7 @@ class _StageGrad:
             self.up_2 = self.upstream[:, hidden : 2 * hidden]
             self.up_gate = self.upstream[:, 2 * hidden :]
             self.twice = like.new_empty(batch, hidden)
+            self.minus_one = like.new_full((), -1.0)
             rows = self.buffer
             self.grad_sigmoids = rows[:, :, : 3 * hidden].unbind(0)
             if stage.rows == 4 * hidden:
@@ -520,7 +521,9 @@ class _StageGrad:
             return grad_pre
 
         s1, s2, gate = run.s1[t], run.s2[t], run.gate[t]
-        twice = torch.mul(grad, 2.0, out=self.twice)  # the tanh of each head is 2 s - 1
+        # The tanh of each head is 2 s - 1. A Python number in an operation costs a tensor
+        # conversion per call, so 2 g is written g + g and 2 s - 1 uses a 0-d constant.
+        twice = torch.add(grad, grad, out=self.twice)
         if kind == "default":  # h = t1 (1 - g) + t2 g
             torch.mul(twice, gate, out=self.up_2)
             torch.sub(twice, self.up_2, out=self.up_1)
@@ -528,7 +531,7 @@ class _StageGrad:
         else:  # h = t1 + g t2
             self.up_1.copy_(twice)
             torch.mul(twice, gate, out=self.up_2)
-            torch.mul(s2, 2.0, out=self.up_gate).sub_(1.0).mul_(grad)
+            torch.add(self.minus_one, s2, alpha=2.0, out=self.up_gate).mul_(grad)
         sigmoids = run.sigmoids[t]
         if self.stage.rows == 3 * self.stage.width:
             torch.ops.aten.sigmoid_backward.grad_input(
@@ -695,6 +698,7 @@ class CfCSequence(torch.autograd.Function):
         grad_state = states.new_empty(batch, units)
         carry = torch.zeros_like(grad_state)  # d(loss)/d(y_t) through later steps
         grad_slices, carry_slices = [], []
+        fresh_buffers = [states.new_empty(batch, stage.width) for stage in stages]
         for stage in stages:
             if stage.closed_form:
                 offset = stage.state_offset
@@ -722,17 +726,28 @@ class CfCSequence(torch.autograd.Function):
                     grad_state.mul_(mask[t])
 
                 carry.zero_()
-                grad_fresh = None  # d(loss)/d(output of the stage before), from a fresh read
+                # d(loss)/d(output) of the stage before, when this stage reads it fresh; for
+                # a closed form it already includes the stage's slice of grad_state.
+                grad_fresh = None
                 for index in range(len(stages) - 1, -1, -1):
                     stage = stages[index]
                     grad_out = grad_fresh
-                    if stage.closed_form:
+                    if grad_out is None and stage.closed_form:
                         grad_out = grad_slices[index]
-                        if grad_fresh is not None:
-                            grad_out = grad_out + grad_fresh
                     grad_pre = grads[index].backward(t, grad_out, dt_t, weights.pure[index])
                     if stage.fresh:
-                        grad_fresh = torch.mm(grad_pre, weights.fresh[index])
+                        before = index - 1
+                        if stages[before].closed_form:
+                            grad_fresh = torch.addmm(
+                                grad_slices[before],
+                                grad_pre,
+                                weights.fresh[index],
+                                out=fresh_buffers[before],
+                            )
+                        else:
+                            grad_fresh = torch.mm(
+                                grad_pre, weights.fresh[index], out=fresh_buffers[before]
+                            )
                     if stage.state_columns is not None:
                         carry_slices[index].addmm_(grad_pre, weights.state[index])
                 if carry_direct is not None:

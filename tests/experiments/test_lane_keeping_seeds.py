@@ -74,7 +74,7 @@ def test_mean_and_spread_over_seeds(script, tmp_path):
     assert math.isclose(row["offline_rmse_per_km"]["std"], 0.5)
 
 
-def test_refuses_runs_with_other_settings_or_the_same_seed(script, tmp_path):
+def test_rejects_mismatched_runs(script, tmp_path):
     first = write_run(tmp_path, 0, rate=0.0, offset=0.1, mse=1e-6)
     longer = write_run(tmp_path, 1, rate=0.0, offset=0.1, mse=1e-6, epochs=30)
     with pytest.raises(SystemExit, match="epochs differs"):

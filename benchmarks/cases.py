@@ -32,6 +32,7 @@ import shutil
 import statistics
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,9 +209,12 @@ def step_builders(family: str) -> dict[str, Callable[[], Any] | None]:
         theirs = _ncps(theirs_cfc)
 
     def compiled() -> CStep:
-        # The same cell (same seed, so the same weights), written as C and compiled.
+        # The same cell (same seed, so the same weights), written as C and compiled. The
+        # folder with the sources and the library is removed when the step is released.
         folder = tempfile.mkdtemp(prefix="torchlnn-bench-")
-        return compile_c(to_c(lnn(), folder, f"bench_{family}"))
+        step = compile_c(to_c(lnn(), folder, f"bench_{family}"))
+        weakref.finalize(step, shutil.rmtree, folder, ignore_errors=True)
+        return step
 
     return {
         TORCHLNN: lnn,

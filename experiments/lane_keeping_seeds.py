@@ -29,17 +29,10 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results" / "lane-keeping"
 
-# Settings that must agree between the runs; the seed is the one that differs.
-SAME_SETTINGS = (
-    "preset",
-    "env",
-    "episodes",
-    "episode_steps",
-    "epochs",
-    "eval_seeds",
-    "eval_distance",
-    "noise_variances",
-)
+# Config fields that may differ between the runs: the seed, the policies trained (only those
+# trained in every run are compared), and where and how a run executed. Every other field
+# must agree.
+MAY_DIFFER = ("seed", "models", "runs_root", "progress", "threads", "devices", "num_nodes")
 
 
 def load_record(folder: Path) -> dict:
@@ -61,20 +54,25 @@ def load_record(folder: Path) -> dict:
 
 def check_same_settings(records: list[dict], folders: list[Path]) -> None:
     """Exit with the setting that differs when the runs are not comparable."""
-    seeds = [record["config"]["seed"] for record in records]
-    if len(set(seeds)) != len(seeds):
-        raise SystemExit(
-            f"The runs have the seeds {seeds}; pass runs with different seeds, so that each "
-            "seed counts once."
-        )
+    seen: dict[int, Path] = {}
+    for record, folder in zip(records, folders):
+        seed = record["config"]["seed"]
+        if seed in seen:
+            raise SystemExit(
+                f"{seen[seed]} and {folder} both have seed {seed}, so they repeat one run. "
+                "Pass runs made with different `torchlnn lane-keeping --seed N` and otherwise "
+                "the same options."
+            )
+        seen[seed] = folder
     first = records[0]["config"]
     for record, folder in zip(records[1:], folders[1:]):
-        for key in SAME_SETTINGS:
-            if record["config"].get(key) != first.get(key):
+        config = record["config"]
+        for key in sorted(set(first) | set(config)):
+            if key not in MAY_DIFFER and config.get(key) != first.get(key):
                 raise SystemExit(
                     f"{key} differs: {first.get(key)!r} in {folders[0]} and "
-                    f"{record['config'].get(key)!r} in {folder}. Summarise runs that differ "
-                    "only in --seed."
+                    f"{config.get(key)!r} in {folder}. Summarise runs that differ only in "
+                    "--seed (and in --models, --threads or --runs-root)."
                 )
 
 
@@ -89,10 +87,13 @@ def summarise(records: list[dict]) -> dict:
     conditions = ["clean"] + [f"noise {v:g}" for v in config["noise_variances"]]
     policies = [name for name in records[0]["stages"]["train"]]
     summary = {}
+    left_out = sorted(
+        {name for r in records for name in r["stages"]["train"]}
+        - {name for name in policies if all(name in r["stages"]["train"] for r in records)}
+    )
     for policy in policies:
-        present = [r for r in records if policy in r["stages"]["train"]]
-        if len(present) != len(records):
-            continue  # only policies trained in every run are compared
+        if policy in left_out:
+            continue
         row: dict = {}
         rmse = [1000 * math.sqrt(r["stages"]["train"][policy]["test_mse"]) for r in records]
         row["offline_rmse_per_km"] = _spread(rmse)
@@ -113,7 +114,7 @@ def summarise(records: list[dict]) -> dict:
         if all(value is not None for value in ssim):
             row["attention_ssim"] = _spread(ssim)
         summary[policy] = row
-    return {"conditions": conditions, "policies": summary}
+    return {"conditions": conditions, "policies": summary, "left_out": left_out}
 
 
 def _cell(entry: dict | None, digits: int) -> str:
@@ -142,6 +143,8 @@ def markdown(summary: dict, records: list[dict], command: str) -> str:
         cells.append(_cell(row[f"mean_abs_offset_m | {conditions[-1]}"], 3))
         cells.append(_cell(row.get("attention_ssim"), 3))
         lines.append("| " + " | ".join(cells) + " |")
+    if summary["left_out"]:
+        lines += ["", f"Left out, not trained in every run: {', '.join(summary['left_out'])}."]
     lines += [
         "",
         "Per-seed values are in the JSON file beside this one. Each run: "
@@ -156,10 +159,17 @@ def markdown(summary: dict, records: list[dict], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", type=Path, help="folders of finished lane-keeping runs")
-    parser.add_argument("--name", required=True, help="name of the result files")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS)
+    parser.add_argument("--name", required=True, help="writes NAME.md and NAME.json")
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="folder of the result files (default: experiments/results/lane-keeping)",
+    )
     args = parser.parse_args(argv)
 
     records = [load_record(folder) for folder in args.runs]

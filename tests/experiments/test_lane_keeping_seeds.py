@@ -79,7 +79,25 @@ def test_rejects_mismatched_runs(script, tmp_path):
     longer = write_run(tmp_path, 1, rate=0.0, offset=0.1, mse=1e-6, epochs=30)
     with pytest.raises(SystemExit, match="epochs differs"):
         script.main([str(first), str(longer), "--name", "x", "--results-dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match="different seeds"):
+    denser = write_run(tmp_path, 2, rate=0.0, offset=0.1, mse=1e-6, stride=4)
+    with pytest.raises(SystemExit, match="stride differs"):
+        script.main([str(first), str(denser), "--name", "x", "--results-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="both have seed 0"):
         script.main([str(first), str(first), "--name", "x", "--results-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="has no lane_keeping.json"):
         script.main([str(tmp_path), "--name", "x", "--results-dir", str(tmp_path)])
+
+
+def test_policy_missing_from_a_run_is_left_out(script, tmp_path):
+    first = write_run(tmp_path, 0, rate=0.0, offset=0.1, mse=1e-6)
+    second = write_run(tmp_path, 1, rate=0.0, offset=0.1, mse=1e-6, threads=2)
+    record = json.loads((second / "lane_keeping.json").read_text())
+    record["stages"]["train"]["lstm"] = {"test_mse": 1e-6}
+    (second / "lane_keeping.json").write_text(json.dumps(record))
+
+    out = tmp_path / "out"
+    script.main([str(first), str(second), "--name", "two", "--results-dir", str(out)])
+    summary = json.loads((out / "two.json").read_text())
+    assert summary["left_out"] == ["lstm"]
+    assert list(summary["policies"]) == ["ncp-ltc"]
+    assert "Left out, not trained in every run: lstm." in (out / "two.md").read_text()

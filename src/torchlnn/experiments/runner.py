@@ -230,6 +230,14 @@ def _load_text(environment: dict[str, Any]) -> str:
     return f"load average {load[0]:.1f} on {environment.get('cpu_count')} CPUs at the end; "
 
 
+def _commit_text(commit: str | None) -> str:
+    """Return a short commit for the table, saying when the tree had uncommitted changes."""
+    if commit is None:
+        return "unknown"
+    text = f"`{commit[:12]}`"
+    return text + " with uncommitted changes" if commit.endswith("-dirty") else text
+
+
 def render_table(record: dict[str, Any]) -> str:
     """Render one experiment's JSON record as a Markdown section."""
     digits = 2 if "accuracy" in record["metric"] else 3
@@ -242,7 +250,9 @@ def render_table(record: dict[str, Any]) -> str:
     paper = record.get("paper", {})
     for model, row in record.get("models", {}).items():
         reference = paper.get(model)
-        paper_text = "—" if reference is None else _format(reference["mean"], reference["std"], 2)
+        paper_text = "—"
+        if reference is not None:
+            paper_text = _format(reference["mean"], reference["std"], digits)
         seconds = "—" if row["seconds_per_epoch"] is None else f"{row['seconds_per_epoch']:.2f}"
         if row.get("cpu_seconds_per_epoch") is not None:
             seconds += f", {row['cpu_seconds_per_epoch']:.2f}"
@@ -277,7 +287,7 @@ def render_table(record: dict[str, Any]) -> str:
     for model, row in record.get("models", {}).items():
         environment = row.get("environment", {})
         commits = row.get("training_commits") or [environment.get("torchlnn_commit")]
-        commit_text = ", ".join(f"`{commit[:12]}`" for commit in commits)
+        commit_text = ", ".join(_commit_text(commit) for commit in commits)
         lines.append(
             f"- {model}: `{row['command']}`; seeds {row['seeds']}; best epochs "
             f"{row['best_epochs']}; torchlnn {environment.get('torchlnn_version')}, trained at "

@@ -631,8 +631,8 @@ class CfCSequence(torch.autograd.Function):
     Inputs, in order:
 
     * ``stages``, static, and ``keep``: return every state, else only the last;
-    * the number of input terms, ``y0`` (B, N) and ``dt``, a float or a (T, B, 1) tensor
-      without gradient;
+    * the number of input terms, the number of steps T (a wiring may have no input term),
+      ``y0`` (B, N) and ``dt``, a float or a (T, B, 1) tensor without gradient;
     * ``mask``, (T, B, 1) of 0/1 or None, and a dict of 0-d constants;
     * the input terms (T, B, rows) of the stages that read the input, then
       ``Program.loop_tensors()``.
@@ -641,9 +641,9 @@ class CfCSequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, stages, keep, input_count, y0, dt, mask, constants, *tensors):
+    def forward(ctx, stages, keep, input_count, steps, y0, dt, mask, constants, *tensors):
         inputs_flat, loop = tensors[:input_count], list(tensors[input_count:])
-        steps, batch, _ = inputs_flat[0].shape
+        batch = y0.shape[0]
         weights = split_tensors(stages, loop)
         inputs = _per_stage_inputs(stages, inputs_flat)
         runs = [_StageRun(stage, steps, batch, y0) for stage in stages]
@@ -779,6 +779,7 @@ class CfCSequence(torch.autograd.Function):
             None,
             None,
             None,
+            None,
             carry,
             None,
             None,
@@ -851,6 +852,7 @@ def run_sequence(
             program.stages,
             keep,
             len(inputs),
+            x_time.shape[0],
             y0,
             dt_time,
             mask_time,

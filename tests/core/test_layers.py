@@ -170,6 +170,19 @@ def test_four_dimensional_input_raises_with_recipe():
     assert output.shape == (2, 128, 56)
 
 
+@pytest.mark.parametrize("make", [lambda: torchlnn.CfC(4, 8), lambda: torchlnn.LTC(4, 8)])
+def test_one_dimensional_input_raises_with_reshape(make):
+    layer = make()
+    with pytest.raises(ValueError) as error:
+        layer(torch.randn(4))
+    message = str(error.value)
+    assert "1 dims" in message
+    assert "input.view(1, -1)" in message
+    assert "flatten" not in message.lower()
+    output, _ = layer(torch.randn(4).view(1, -1))
+    assert output.shape == (1, 8)
+
+
 def test_autoncp_shapes_with_and_without_sequences():
     output, h_n = torchlnn.CfC(104, AutoNCP(64, 8), return_sequences=True)(torch.randn(3, 20, 104))
     assert output.shape == (3, 20, 8) and h_n.shape == (3, 64)

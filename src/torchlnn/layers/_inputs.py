@@ -22,7 +22,15 @@ def check_input(input: Any, input_size: int, batch_first: bool, owner: str) -> t
     if not isinstance(input, Tensor):
         raise TypeError(f"{owner} expects a torch.Tensor as input, got {type(input).__name__}.")
     layout = "(B, T, F)" if batch_first else "(T, B, F)"
-    if input.dim() not in (2, 3):
+    if input.dim() < 2:
+        raise ValueError(
+            f"{owner} expects input of shape {layout} (batch_first={batch_first}) or unbatched "
+            f"(T, F), got {input.dim()} dims with shape {tuple(input.shape)}. A sequence needs "
+            f"a time and a feature dimension: pass one step of F features as "
+            f"input.view(1, -1), or T steps of one feature as input.view(-1, 1). To advance one "
+            f"step at a time, call the layer's rnn_cell instead."
+        )
+    if input.dim() > 3:
         raise ValueError(
             f"{owner} expects input of shape {layout} (batch_first={batch_first}) or unbatched "
             f"(T, F), got {input.dim()} dims with shape {tuple(input.shape)}. Flatten the "

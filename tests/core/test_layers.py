@@ -155,6 +155,15 @@ def test_states_equal_stepping_the_cell_and_roles_match_wiring():
         assert roles[2:6] == ["command"] * 4 and roles[6:] == ["inter"] * 6
         motor = model.rnn_cell.readout(result.states)
         torch.testing.assert_close(result.output, motor, rtol=0, atol=0)
+    # The LTC's output is the two motor neurons through its affine output mapping.
+    ltc = torchlnn.LTC(3, NCP(6, 4, 2, 3, 2, 3, 2, seed=2))
+    with torch.no_grad():
+        ltc.rnn_cell.output_w.uniform_(0.5, 2.0)
+        ltc.rnn_cell.output_b.uniform_(-1.0, 1.0)
+        result = ltc.forward_with_states(torch.randn(2, 7, 3))
+    cell = ltc.rnn_cell
+    expected = result.states[..., :2] * cell.output_w + cell.output_b
+    torch.testing.assert_close(result.output, expected, rtol=1e-6, atol=1e-6)
     cfc = torchlnn.CfC(3, NCP(6, 4, 2, 3, 2, 3, 2, seed=2))
     result = cfc.forward_with_states(torch.randn(2, 7, 3))
     torch.testing.assert_close(result.output, result.states[..., :2], rtol=0, atol=0)

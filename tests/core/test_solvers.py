@@ -135,6 +135,35 @@ def test_default_solver_trains_without_nan():
         assert torch.isfinite(loss)
 
 
+@pytest.mark.parametrize(
+    "solver, unfolds, outcome",
+    [("euler", 6, "raises"), ("euler", 48, "finite"), ("rk4", 6, "raises"), ("rk4", 24, "finite")],
+)
+def test_explicit_solver_training_raises_or_stays_finite(solver, unfolds, outcome):
+    # Training with an explicit solver either stops with the solver's error (too few
+    # sub-steps) or keeps the loss and every gradient finite; it never trains on NaN.
+    torch.manual_seed(0)
+    model = torchlnn.LTC(8, 32, solver=solver, ode_unfolds=unfolds)
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x, target = torch.randn(4, 10, 8), torch.randn(4, 10, 32)
+    for _ in range(25):
+        optimiser.zero_grad()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                loss = (model(x, timespans=1.0)[0] - target).pow(2).mean()
+            except FloatingPointError:
+                assert outcome == "raises"
+                assert any("likely unstable" in str(w.message) for w in caught)
+                return
+        loss.backward()
+        assert torch.isfinite(loss)
+        for name, parameter in model.named_parameters():
+            assert torch.isfinite(parameter.grad).all(), name
+        optimiser.step()
+    assert outcome == "finite"
+
+
 def test_get_solver_accepts_instances_and_rejects_unknown_names():
     solver = RK4()
     assert get_solver(solver) is solver

@@ -60,8 +60,8 @@ class ExplicitSolver(Solver):
     Explicit methods are stable on the LTC equation only while each sub-step is short compared
     with the fastest membrane time constant: ``h * denominator / C_m`` must stay below
     ``stability_limit`` (2 for Euler, about 2.79 for RK4, on the linear decay part). When a
-    sub-step exceeds it, the solver warns; when the state becomes non-finite, it raises
-    FloatingPointError instead of returning NaN.
+    sub-step exceeds it, the solver warns. It raises FloatingPointError instead of returning
+    a state that is non-finite or, after such a warning, diverging (see ``_diverged``).
     """
 
     stability_limit: float = math.inf
@@ -72,21 +72,27 @@ class ExplicitSolver(Solver):
 
     def integrate(self, terms: Terms, cm: Tensor, v: Tensor, dt: TimeStep, unfolds: int) -> Tensor:
         h = dt / unfolds
-        self._check_stability(terms, cm, v, h, dt, unfolds)
+        unstable = self._check_stability(terms, cm, v, h, dt, unfolds)
+        start = v
         for _ in range(unfolds):
             v = self.step(terms, cm, v, h)
         if not torch.isfinite(v).all():
-            raise FloatingPointError(
-                f"The {self.name!r} solver produced non-finite states (dt up to "
-                f"{_max_value(dt):g}, ode_unfolds={unfolds}). Explicit solvers diverge when a "
-                f"sub-step is long compared with the membrane time constant. Use "
-                f"solver='fused' (stable for any dt), or increase ode_unfolds."
-            )
-        return v
+            problem = "non-finite states"
+        elif unstable and _diverged(terms, start, v):
+            problem = "diverging states, far outside the range that the equation allows"
+        else:
+            return v
+        raise FloatingPointError(
+            f"The {self.name!r} solver produced {problem} (dt up to {_max_value(dt):g}, "
+            f"ode_unfolds={unfolds}). Explicit solvers diverge when a sub-step is long "
+            f"compared with the membrane time constant. Use solver='fused' (stable for any "
+            f"dt), or increase ode_unfolds."
+        )
 
-    def _check_stability(self, terms, cm, v, h, dt, unfolds) -> None:
+    def _check_stability(self, terms, cm, v, h, dt, unfolds) -> bool:
+        """Warn, and return True, when a sub-step exceeds the stability limit."""
         if is_tracing_or_compiling():
-            return
+            return False
         with torch.no_grad():
             _, denominator = terms(v)
             stiffness = float((denominator / cm * h).max())
@@ -100,6 +106,30 @@ class ExplicitSolver(Solver):
                 RuntimeWarning,
                 stacklevel=4,
             )
+            return True
+        return False
+
+
+# How far beyond every value that the exact solution can reach a state may go before the
+# explicit steps count as diverging.
+DIVERGENCE_FACTOR = 10.0
+
+
+def _diverged(terms: Terms, start: Tensor, v: Tensor) -> bool:
+    """Return whether the state ``v`` reached from ``start`` has left the equation's range.
+
+    The right-hand side pulls each neuron towards ``numerator / denominator``, an average of
+    the leak and reversal potentials with positive weights. So the exact solution stays
+    within the largest magnitude of the start state and of those targets, and a stable
+    explicit step overshoots a target by less than the distance to it. A state more than
+    ``DIVERGENCE_FACTOR`` times that magnitude comes from unstable steps.
+    """
+    with torch.no_grad():
+        bound = start.abs().max()
+        for state in (start, v):
+            numerator, denominator = terms(state)
+            bound = torch.maximum(bound, (numerator / denominator).abs().max())
+        return bool(v.abs().max() > DIVERGENCE_FACTOR * bound)
 
 
 def _max_value(dt: TimeStep) -> float:

@@ -139,9 +139,9 @@ def test_default_solver_trains_without_nan():
     "solver, unfolds, outcome",
     [("euler", 6, "raises"), ("euler", 48, "finite"), ("rk4", 6, "raises"), ("rk4", 24, "finite")],
 )
-def test_explicit_solver_training_raises_or_stays_finite(solver, unfolds, outcome):
+def test_explicit_training_raises_or_stays_finite(solver, unfolds, outcome):
     # Training with an explicit solver either stops with the solver's error (too few
-    # sub-steps) or keeps the loss and every gradient finite; it never trains on NaN.
+    # sub-steps) or keeps the loss and every gradient finite, so it never trains on NaN.
     torch.manual_seed(0)
     model = torchlnn.LTC(8, 32, solver=solver, ode_unfolds=unfolds)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -190,11 +190,13 @@ def test_controller_rejects_encoder_with_protocol_model():
 
 
 def test_step_module_explicit_solver_keeps_checks_in_eager():
-    # Eagerly, the step uses the cell's own advance, so an unstable Euler step still warns.
+    # Eagerly, the step uses the cell's own advance, so an unstable Euler step still warns,
+    # and its state, far outside the equation's range, raises.
     model = torchlnn.LTC(INPUT_SIZE, 4, solver="euler", ode_unfolds=1)
     step = StepModule(model)
     with pytest.warns(RuntimeWarning, match="unstable"):
-        step(torch.zeros(1, INPUT_SIZE), step.initial_state(1), torch.full((1, 1), 50.0))
+        with pytest.raises(FloatingPointError, match="diverging states"):
+            step(torch.zeros(1, INPUT_SIZE), step.initial_state(1), torch.full((1, 1), 50.0))
 
 
 @pytest.mark.parametrize(

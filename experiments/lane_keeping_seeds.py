@@ -40,7 +40,7 @@ def load_record(folder: Path) -> dict:
     path = folder / "lane_keeping.json"
     if not path.is_file():
         raise SystemExit(
-            f"{folder} has no lane_keeping.json; pass the folder of a lane-keeping run."
+            f"lane_keeping.json not found in {folder}; pass the folder of a lane-keeping run."
         )
     record = json.loads(path.read_text())
     missing = [stage for stage in ("train", "evaluate") if stage not in record["stages"]]

@@ -84,7 +84,7 @@ def test_rejects_mismatched_runs(script, tmp_path):
         script.main([str(first), str(denser), "--name", "x", "--results-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="both have seed 0"):
         script.main([str(first), str(first), "--name", "x", "--results-dir", str(tmp_path)])
-    with pytest.raises(SystemExit, match="has no lane_keeping.json"):
+    with pytest.raises(SystemExit, match="lane_keeping.json not found"):
         script.main([str(tmp_path), "--name", "x", "--results-dir", str(tmp_path)])
 
 

@@ -176,6 +176,75 @@ def summarise(
     }
 
 
+def merge_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Combine rows of one model that ran the same config with different seeds.
+
+    Each row comes from its own ``torchlnn experiment`` call (for example seed 0 in one
+    session and seeds 1 and 2 in another). The merged row contains every seed's value, their
+    mean and population standard deviation, and the seconds per epoch averaged over seeds.
+    Its ``parts`` list the command, environment and finish time of each call, so that the
+    table shows every command that produced the row.
+
+    Raises ValueError when the rows differ in anything but their seeds, or share a seed.
+    """
+    if not rows:
+        raise ValueError("merge_rows needs at least one row.")
+    first = rows[0]
+    for index, row in enumerate(rows[1:], start=1):
+        for key in ("config", "epochs", "parameters", "note"):
+            if row.get(key) != first.get(key):
+                raise ValueError(
+                    f"Row {index} differs from row 0 in {key!r} ({row.get(key)!r} against "
+                    f"{first.get(key)!r}); merge only runs of the same model and settings."
+                )
+    seeds = [seed for row in rows for seed in row["seeds"]]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ValueError(
+            f"Seeds {repeated} appear in more than one row; merge rows of distinct seeds."
+        )
+
+    def per_seed_mean(key: str) -> float | None:
+        # Each row's value is a mean over its seeds, so weight it by their number.
+        pairs = [(row[key], len(row["seeds"])) for row in rows if row.get(key) is not None]
+        if not pairs:
+            return None
+        return sum(value * count for value, count in pairs) / sum(count for _, count in pairs)
+
+    values = [value for row in rows for value in row["values"]]
+    parts = [part for row in rows for part in row.get("parts", [_part_of(row)])]
+    return {
+        **first,
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "values": values,
+        "seeds": seeds,
+        "seconds_per_epoch": per_seed_mean("seconds_per_epoch"),
+        "cpu_seconds_per_epoch": per_seed_mean("cpu_seconds_per_epoch"),
+        "epochs_completed": [n for row in rows for n in row["epochs_completed"]],
+        "best_epochs": [n for row in rows for n in row["best_epochs"]],
+        "full_protocol": all(row["full_protocol"] for row in rows),
+        "run_dirs": [d for row in rows for d in row.get("run_dirs", [])],
+        "parts": parts,
+        "command": parts[0]["command"],
+        "environment": parts[-1]["environment"],
+        "finished": parts[-1]["finished"],
+    }
+
+
+def _part_of(row: dict[str, Any]) -> dict[str, Any]:
+    """Return what the Runs list shows for a row made by one command."""
+    environment = row.get("environment", {})
+    return {
+        "command": row["command"],
+        "seeds": row["seeds"],
+        "best_epochs": row["best_epochs"],
+        "commits": row.get("training_commits") or [environment.get("torchlnn_commit")],
+        "environment": environment,
+        "finished": row["finished"],
+    }
+
+
 def default_command() -> str:
     """This process's command line, written as the equivalent ``torchlnn experiment`` call."""
     arguments = sys.argv[1:]
@@ -285,16 +354,16 @@ def render_table(record: dict[str, Any]) -> str:
 
     lines += ["Runs:", ""]
     for model, row in record.get("models", {}).items():
-        environment = row.get("environment", {})
-        commits = row.get("training_commits") or [environment.get("torchlnn_commit")]
-        commit_text = ", ".join(_commit_text(commit) for commit in commits)
-        lines.append(
-            f"- {model}: `{row['command']}`; seeds {row['seeds']}; best epochs "
-            f"{row['best_epochs']}; torchlnn {environment.get('torchlnn_version')}, trained at "
-            f"commit {commit_text}; {environment.get('cpu')}, torch threads: "
-            f"{environment.get('torch_threads')}, torch {environment.get('torch_version')}; "
-            f"{_load_text(environment)}finished {row['finished']}."
-        )
+        for part in row.get("parts", [_part_of(row)]):
+            environment = part["environment"]
+            commit_text = ", ".join(_commit_text(commit) for commit in part["commits"])
+            lines.append(
+                f"- {model}: `{part['command']}`; seeds {part['seeds']}; best epochs "
+                f"{part['best_epochs']}; torchlnn {environment.get('torchlnn_version')}, "
+                f"trained at commit {commit_text}; {environment.get('cpu')}, torch threads: "
+                f"{environment.get('torch_threads')}, torch {environment.get('torch_version')}; "
+                f"{_load_text(environment)}finished {part['finished']}."
+            )
     sources = {v["source"] for v in paper.values()}
     if sources:
         lines += ["", "Paper numbers: " + "; ".join(sorted(sources)) + "."]

@@ -12,6 +12,7 @@ from torchlnn.analysis import (
     attention_robustness,
     conv_feature_maps,
     integrated_gradients,
+    live_channels,
     smoothgrad,
     visual_backprop,
 )
@@ -192,3 +193,23 @@ def test_robustness_zero_noise_and_noise():
     assert noisy.mean == pytest.approx(float(noisy.ssim.mean()))
     again = attention_robustness(attention, frames, noise_std=0.5, seed=1)
     assert again.mean == noisy.mean
+
+
+def test_live_channels_counts_dead_channels():
+    torch.manual_seed(0)
+    extractor = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.ReLU())
+    frames = torch.rand(6, 3, 12, 12)
+    with torch.no_grad():
+        extractor[0].bias[1] = -1e3  # channel 1 of layer 1 is zero on every frame
+        extractor[2].bias.fill_(-1e3)  # every channel of layer 2 is dead
+
+    fractions = live_channels(extractor, frames)
+
+    np.testing.assert_array_equal(fractions, [0.75, 0.0])
+
+
+def test_live_channels_all_live_on_fresh_net():
+    extractor = nn.Sequential(fixed_conv(1, 2, 1), nn.ReLU())
+    frames = torch.rand(3, 1, 5, 5) + 0.1  # positive pixels, weights 1: every channel is live
+
+    np.testing.assert_array_equal(live_channels(extractor, frames), [1.0])

@@ -70,6 +70,23 @@ def test_tiny_run_writes_complete_report(tiny_run):
     figures = {path.name for path in (folder / "figures").iterdir()}
     assert {"attention-ncp-ltc.png", "traces-ncp-ltc.png", "wiring-ncp-ltc.png"} <= figures
     assert record["stages"]["analyse"]["models"]["ncp-ltc"]["control_parameters"] > 0
+    assert "live conv channels, last layer" in report
+    live = record["stages"]["analyse"]["models"]["ncp-ltc"]["live_channels"]
+    assert len(live) == 5  # one fraction per conv layer of the paper's head
+
+
+@pytest.mark.slow
+def test_report_warns_of_blind_policy(tiny_run, tmp_path):
+    from torchlnn.driving.report import write_report
+
+    record = json.loads((tiny_run / "lane_keeping.json").read_text())
+    record["stages"]["analyse"]["models"]["cnn"]["live_channels"] = [1.0, 0.5, 0.5, 0.2, 0.0]
+
+    report = write_report(tmp_path, record).read_text()
+
+    assert "Warning: the CNN (no memory)'s conv head has no live channel" in report
+    assert "Warning: the NCP, LTC" not in report
+    assert "| 0% |" in report
 
 
 @pytest.mark.slow

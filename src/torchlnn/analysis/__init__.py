@@ -9,7 +9,7 @@ that comparisons use the same instrument:
 * LTC time constants: ``time_constants``;
 * sensitivity: ``lipschitz_estimate``, ``ltc_lipschitz_bound``, ``input_sensitivity``;
 * image attention: ``visual_backprop``, ``smoothgrad``, ``integrated_gradients``,
-  ``attention_robustness``, ``ssim``;
+  ``attention_robustness``, ``ssim``, and ``live_channels`` for dead conv channels;
 * structure: ``wiring_graph``.
 """
 
@@ -26,6 +26,7 @@ from .attention import (
     attention_robustness,
     conv_feature_maps,
     integrated_gradients,
+    live_channels,
     smoothgrad,
     visual_backprop,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "input_sensitivity",
     "FeatureMap",
     "conv_feature_maps",
+    "live_channels",
     "visual_backprop",
     "smoothgrad",
     "integrated_gradients",

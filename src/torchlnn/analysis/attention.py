@@ -164,6 +164,34 @@ def conv_feature_maps(
     return maps
 
 
+def live_channels(
+    extractor: nn.Module | Sequence[nn.Module],
+    frames: Tensor,
+    *,
+    feature_modules: Sequence[nn.Module] | None = None,
+) -> np.ndarray:
+    """Return, for each feature map of ``extractor``, the fraction of its channels that are live.
+
+    A channel is live when its activation is positive at some position of some frame. A ReLU
+    channel that is zero on every frame passes no gradient to its convolution, so training
+    cannot bring it back. When the last layer has no live channel, the features, and so the
+    model's output, no longer depend on the image.
+
+    Args:
+        extractor, feature_modules: as for :func:`conv_feature_maps`.
+        frames: (S, C, H, W), for example frames of the validation or test set.
+
+    Returns an array (L,) with one fraction in [0, 1] per feature map, shallowest first.
+    """
+    with torch.no_grad():
+        maps = conv_feature_maps(extractor, frames, feature_modules=feature_modules)
+    fractions = []
+    for feature in maps:
+        peak = feature.output.amax(dim=(0, 2, 3))  # (S, C, H, W) -> (C,)
+        fractions.append((peak > 0).double().mean().item())
+    return np.asarray(fractions)
+
+
 def _upscale(mask: Tensor, feature: FeatureMap, size: tuple[int, int]) -> Tensor:
     """Scale a mask (S, 1, h, w) up to ``size`` through the layer that produced it.
 

@@ -5,6 +5,8 @@ For each trained policy, on frames of the held-out test episodes:
 * **attention**: VisualBackProp maps of the conv head on clean frames and on the same frames
   with Gaussian pixel noise of the smallest evaluated variance, and the mean SSIM between the
   two (1 means the policy looks at the same places under noise);
+* **live channels**: per conv layer, the fraction of channels that are positive somewhere on
+  those frames (a layer without any leaves the policy blind);
 * **activity**: every recurrent neuron's state while the policy watches a test episode, the
   share of variance on the first principal component, and (for NCP policies) the neuron
   traces beside the expert's and the policy's curvature;
@@ -56,6 +58,7 @@ def analyse_policies(
         activity_pca,
         attention_robustness,
         count_parameters,
+        live_channels,
         record_activity,
         visual_backprop,
     )
@@ -103,6 +106,9 @@ def analyse_policies(
             path=figure,
         )
         summary["attention_figure"] = figure.name
+
+        # A conv layer whose channels all died leaves the output blind to the camera.
+        summary["live_channels"] = live_channels(convs, samples["frames"]).tolist()
 
         # Activity of the recurrent neurons while watching a test episode.
         if kind in RECURRENT_KINDS:

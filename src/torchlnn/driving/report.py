@@ -186,6 +186,21 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
     return sentences
 
 
+def _blind_policies(analysis: dict[str, Any]) -> list[str]:
+    """Return a warning for each policy whose conv head has no live channel in its last layer."""
+    sentences = []
+    for kind, summary in analysis.get("models", {}).items():
+        live = summary.get("live_channels")
+        if live and live[-1] == 0:
+            sentences.append(
+                f"Warning: the {MODEL_NAMES.get(kind, kind)}'s conv head has no live channel in "
+                "its last layer on the test frames, so its output does not depend on the camera. "
+                "Its ReLUs died during training; its row measures a fixed steering output, not "
+                "its controller. Train it again with another seed or a lower head learning rate."
+            )
+    return sentences
+
+
 def _rates(trained: dict[str, Any]) -> str:
     return ", ".join(f"{entry.get('lr')} ({kind})" for kind, entry in trained.items())
 
@@ -218,7 +233,7 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
     header = ["model", "recurrent neurons", "synapses", "parameters: perception",
               "parameters: control", "offline test RMSE (1/km)"]
     header += [f"departures/km, {c}" for c in conditions]
-    header += ["attention SSIM", "PC1 variance"]
+    header += ["attention SSIM", "PC1 variance", "live conv channels, last layer"]
     rows = []
     for kind in ["expert", *models]:
         model_analysis = analysis.get("models", {}).get(kind, {})
@@ -239,8 +254,12 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         row.append(_number(model_analysis.get("attention_ssim"), 3))
         pc1 = model_analysis.get("pc1_variance")
         row.append("n/a" if pc1 is None else f"{100 * pc1:.0f}%")
+        live = model_analysis.get("live_channels")
+        row.append("n/a" if not live else f"{100 * live[-1]:.0f}%")
         rows.append(row)
     document.table(header, rows)
+    for sentence in _blind_policies(analysis):
+        document.paragraph(sentence)
     document.paragraph(
         "Synapses: between the liquid neurons + from the sensory inputs (NCP policies only). "
         "Parameters count trainable values that affect the output (entries that the wiring "
@@ -250,7 +269,9 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         "structural similarity between VisualBackProp maps of clean test frames and of the "
         f"same frames with Gaussian noise of standard deviation {analysis.get('noise_std', 0):.3f}"
         " (1 = identical). PC1 variance: share of the recurrent neurons' activity variance on "
-        "the first principal component while watching a test episode."
+        "the first principal component while watching a test episode. Live conv channels: "
+        "share of the conv head's last-layer channels that are positive somewhere on the "
+        "attention frames."
     )
 
     document.heading("Closed-loop driving, clean frames")

@@ -163,3 +163,34 @@ def test_presets_and_invalid_settings():
         LaneKeepingConfig(episodes=2)
     with pytest.raises(ValueError, match="preset"):
         preset_config("huge")
+
+
+@pytest.mark.slow
+def test_redo_analyse_keeps_training(tmp_path):
+    config = tiny_config(tmp_path, models=("cnn",))
+    folder = run_lane_keeping(config)
+    record = json.loads((folder / "lane_keeping.json").read_text())
+    del record["stages"]["analyse"]["models"]["cnn"]["live_channels"]  # as an older run
+    (folder / "lane_keeping.json").write_text(json.dumps(record))
+
+    again = run_lane_keeping(config, run_dir=str(folder), redo="analyse")
+
+    assert again == folder
+    redone = json.loads((folder / "lane_keeping.json").read_text())
+    assert redone["stages"]["train"] == record["stages"]["train"]
+    assert redone["stages"]["evaluate"] == record["stages"]["evaluate"]
+    assert len(redone["stages"]["analyse"]["models"]["cnn"]["live_channels"]) == 5
+    assert redone["finished_stages"] == ["collect", "train", "evaluate", "analyse"]
+
+
+def test_redo_rejects_training_stage(tmp_path):
+    with pytest.raises(ValueError, match="redo must be one of"):
+        run_lane_keeping(tiny_config(tmp_path), redo="train")
+
+
+def test_run_dir_of_other_settings_is_rejected(tmp_path):
+    folder = tmp_path / "run"
+    open_run(tiny_config(tmp_path), run_dir=str(folder))
+
+    with pytest.raises(ValueError, match="was made with other settings"):
+        open_run(tiny_config(tmp_path, epochs=2), run_dir=str(folder))

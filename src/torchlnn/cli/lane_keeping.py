@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     parser.add_argument("--run-dir", default=None, help="work in this run folder")
     parser.add_argument("--resume", choices=("auto", "never"), default="auto",
                         help="auto: continue the latest unfinished run with the same settings")
+    parser.add_argument("--redo", choices=("evaluate", "analyse"), default=None,
+                        help="repeat this stage and the ones after it (with --run-dir: in that "
+                             "run)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -67,5 +70,5 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["progress"] = False
     config = preset_config(args.preset, **overrides)
-    run_lane_keeping(config, resume=args.resume, run_dir=args.run_dir)
+    run_lane_keeping(config, resume=args.resume, run_dir=args.run_dir, redo=args.redo)
     return 0

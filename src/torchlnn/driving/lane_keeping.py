@@ -249,6 +249,15 @@ def open_run(config: LaneKeepingConfig, resume: str = "auto", run_dir: str | Non
     root = Path(config.runs_root) / "lane-keeping"
     if run_dir is not None:
         folder = Path(run_dir)
+        record = folder / RUN_FILE
+        if record.is_file():
+            recorded = json.loads(record.read_text())
+            if recorded.get("fingerprint") != fingerprint:
+                raise ValueError(
+                    f"The run in {folder} was made with other settings "
+                    f"({recorded.get('config')}). Pass the options of that run, or leave out "
+                    "--run-dir to start a new run."
+                )
     else:
         folder = find_unfinished_run(root, fingerprint) if resume == "auto" else None
         if folder is None:
@@ -448,16 +457,37 @@ def analyse_stage(run: Run, data: dict[str, Any], trained: dict[str, Any]) -> di
     return analyse_policies(run.folder / "figures", run.config, data, trained)
 
 
+# The stages in order. ``redo`` may repeat the last two: they read the trained policies and
+# change nothing before them.
+STAGES = ("collect", "train", "evaluate", "analyse")
+REDO_STAGES = ("evaluate", "analyse")
+
+
 def run_lane_keeping(
-    config: LaneKeepingConfig | None = None, resume: str = "auto", run_dir: str | None = None
+    config: LaneKeepingConfig | None = None,
+    resume: str = "auto",
+    run_dir: str | None = None,
+    redo: str | None = None,
 ) -> Path:
-    """Run (or resume) every stage and return the run folder, which holds ``report.md``."""
+    """Run (or resume) every stage and return the run folder, which contains ``report.md``.
+
+    ``redo`` ("evaluate" or "analyse") repeats that stage and the ones after it in a finished
+    or unfinished run, for example to add a newer analysis to a trained run (pass its
+    ``run_dir``).
+    """
     from torchlnn.driving.report import write_report
 
     config = config or LaneKeepingConfig()
+    if redo is not None and redo not in REDO_STAGES:
+        raise ValueError(f"redo must be one of {REDO_STAGES}, got {redo!r}.")
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     run = open_run(config, resume, run_dir)
+    if redo is not None:
+        later = STAGES[STAGES.index(redo) :]
+        kept = [name for name in run.record.get("finished_stages", []) if name not in later]
+        run.record["finished_stages"] = kept
+        run.save()
     finished = run.record.get("finished_stages", [])
     state = f"resuming; finished stages: {', '.join(finished)}" if finished else "new"
     print(f"[lane-keeping] run folder: {run.folder} ({state})", flush=True)

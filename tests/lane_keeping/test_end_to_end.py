@@ -84,8 +84,8 @@ def test_report_warns_of_blind_policy(tiny_run, tmp_path):
 
     report = write_report(tmp_path, record).read_text()
 
-    assert "Warning: the CNN (no memory)'s conv head has no live channel" in report
-    assert "Warning: the NCP, LTC" not in report
+    assert "Warning: in the CNN (no memory) policy, the last conv layer has no live" in report
+    assert "Warning: in the NCP, LTC" not in report
     assert "| 0% |" in report
 
 

@@ -193,10 +193,11 @@ def _blind_policies(analysis: dict[str, Any]) -> list[str]:
         live = summary.get("live_channels")
         if live and live[-1] == 0:
             sentences.append(
-                f"Warning: the {MODEL_NAMES.get(kind, kind)}'s conv head has no live channel in "
-                "its last layer on the test frames, so its output does not depend on the camera. "
-                "Its ReLUs died during training; its row measures a fixed steering output, not "
-                "its controller. Train it again with another seed or a lower head learning rate."
+                f"Warning: in the {MODEL_NAMES.get(kind, kind)} policy, the last conv layer has "
+                "no live channel on the test frames, so the policy's output does not depend on "
+                "the camera. Its ReLUs died during training, and its row measures a fixed "
+                "steering output, not its controller. Train it again with another seed or a "
+                "lower head learning rate."
             )
     return sentences
 

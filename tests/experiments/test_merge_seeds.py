@@ -108,6 +108,26 @@ def test_table_lists_every_command():
     assert "- cfc: `cmd B`; seeds [1];" in table
     assert "commit `commit0`" in table
     assert "commit `commit1`" in table
+    assert "flushed" not in table
+
+
+def test_table_names_flushed_runs():
+    merged = merge_rows(
+        [
+            make_row([0], [98.0], 40.0, "cmd A"),
+            make_row([1], [96.0], 40.0, "cmd B", flush_denormal=True),
+        ]
+    )
+
+    table = render_table(
+        {"title": "T", "metric": "test_accuracy", "metric_label": "acc", "models": {"cfc": merged}}
+    )
+
+    assert (
+        "`cmd A`; seeds [0]; best epochs [39]; torchlnn None, trained at commit `commit0`" in table
+    )
+    assert "subnormal floats flushed to zero; finished 2026-12-02" in table
+    assert table.count("flushed") == 1
 
 
 def test_script_merges_into_output(tmp_path, script, capsys):

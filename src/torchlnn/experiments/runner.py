@@ -155,6 +155,9 @@ def summarise(
     settings = config_to_dict(config)
     for key in ("seed", "run_dir", "runs_root", "resume", "progress_bar", "threads"):
         settings.pop(key, None)
+    # Flushing subnormal floats is shown with each command's run, so that rows trained with
+    # and without it can still be merged.
+    flush_denormal = settings.pop("flush_denormal", False)
     return {
         "mean": float(np.mean(values)),
         "std": float(np.std(values)),
@@ -170,6 +173,7 @@ def summarise(
         "note": note,
         "command": command or default_command(),
         "config": settings,
+        "flush_denormal": flush_denormal,
         "run_dirs": [r.run_dir for r in results],
         "environment": environment_info(),
         "finished": _datetime.datetime.now().isoformat(timespec="seconds"),
@@ -241,6 +245,7 @@ def _part_of(row: dict[str, Any]) -> dict[str, Any]:
         "best_epochs": row["best_epochs"],
         "commits": row.get("training_commits") or [environment.get("torchlnn_commit")],
         "environment": environment,
+        "flush_denormal": row.get("flush_denormal", False),
         "finished": row["finished"],
     }
 
@@ -297,6 +302,10 @@ def _load_text(environment: dict[str, Any]) -> str:
     if not load:
         return ""
     return f"load average {load[0]:.1f} on {environment.get('cpu_count')} CPUs at the end; "
+
+
+def _flush_text(part: dict[str, Any]) -> str:
+    return "subnormal floats flushed to zero; " if part.get("flush_denormal") else ""
 
 
 def _commit_text(commit: str | None) -> str:
@@ -362,7 +371,7 @@ def render_table(record: dict[str, Any]) -> str:
                 f"{part['best_epochs']}; torchlnn {environment.get('torchlnn_version')}, "
                 f"trained at commit {commit_text}; {environment.get('cpu')}, torch threads: "
                 f"{environment.get('torch_threads')}, torch {environment.get('torch_version')}; "
-                f"{_load_text(environment)}finished {part['finished']}."
+                f"{_flush_text(part)}{_load_text(environment)}finished {part['finished']}."
             )
     sources = {v["source"] for v in paper.values()}
     if sources:

@@ -18,7 +18,13 @@ from torchlnn.training.models import (
     count_parameters,
 )
 from torchlnn.training.module import SequenceTask, classification_task, regression_task
-from torchlnn.training.run import RunResult, environment_info, load_result, train_and_test
+from torchlnn.training.run import (
+    RunResult,
+    environment_info,
+    flushing_denormals,
+    load_result,
+    train_and_test,
+)
 
 __all__ = [
     "MODEL_NAMES",
@@ -39,4 +45,5 @@ __all__ = [
     "load_result",
     "regression_task",
     "train_and_test",
+    "flushing_denormals",
 ]

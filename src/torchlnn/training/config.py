@@ -81,6 +81,9 @@ class TrainConfig:
     num_workers: int = field(default=0, metadata=NOT_IN_HASH)
     # torch.set_num_threads for this process; None leaves PyTorch's default.
     threads: int | None = field(default=None, metadata=NOT_IN_HASH)
+    # Flush subnormal floats (below about 1.2e-38 in float32) to zero on the CPU while training.
+    # Trained cells can produce them, and CPU arithmetic on them is many times slower.
+    flush_denormal: bool = field(default=True, metadata=NOT_IN_HASH)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

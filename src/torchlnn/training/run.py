@@ -24,6 +24,7 @@ lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _datetime
 import json
@@ -472,6 +473,27 @@ def build_trainer(
     return trainer, checkpoint, timer
 
 
+@contextlib.contextmanager
+def flushing_denormals(enabled: bool = True):
+    """Flush subnormal floats to zero on the CPU inside the block, then restore the setting.
+
+    A trained network can carry values below float32's normal range (about 1.2e-38), for
+    example gradients through saturated gates. CPUs compute with such subnormal numbers many
+    times slower: a trained CfC on event-based XOR took 8 times the CPU time per batch of a
+    fresh one until they were flushed. Results change only where those values occur.
+    """
+    if not enabled:
+        yield
+        return
+    tiny = torch.tensor(1e-39)  # a float32 subnormal number
+    was_flushing = bool(tiny * 1.0 == 0)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
+
+
 def train_and_test(
     config: TrainConfig,
     build: Callable[[], tuple[L.LightningModule, L.LightningDataModule]],
@@ -488,6 +510,15 @@ def train_and_test(
     Returns the ``RunResult``, also written to ``result.json``. When the run already finished
     (same config hash, ``resume="auto"``), its stored result is returned without training.
     """
+    with flushing_denormals(config.flush_denormal):
+        return _train_and_test(config, build, callbacks)
+
+
+def _train_and_test(
+    config: TrainConfig,
+    build: Callable[[], tuple[L.LightningModule, L.LightningDataModule]],
+    callbacks: Sequence[Callback],
+) -> RunResult:
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()

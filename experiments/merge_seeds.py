@@ -1,8 +1,8 @@
 """Merge one model's result rows from separate ``torchlnn experiment`` calls into one row.
 
 A row with several seeds normally comes from one call with ``--seeds 3``. Seeds can also run
-at different times, for example seed 0 in one session and seeds 1 and 2 later, in other
-folders. This script combines their records into one row. The row gets the mean and the
+at different times, in other results folders. This script combines their records into one
+row. The row gets the mean and the
 population standard deviation over all seeds, and its Runs list shows every command.
 
     python experiments/merge_seeds.py xor cfc RESULTS_DIR [RESULTS_DIR ...] --out OUT_DIR

@@ -485,8 +485,10 @@ def run_lane_keeping(
     run = open_run(config, resume, run_dir)
     if redo is not None:
         later = STAGES[STAGES.index(redo) :]
-        kept = [name for name in run.record.get("finished_stages", []) if name not in later]
-        run.record["finished_stages"] = kept
+        finished_before = [
+            name for name in run.record.get("finished_stages", []) if name not in later
+        ]
+        run.record["finished_stages"] = finished_before
         run.save()
     finished = run.record.get("finished_stages", [])
     state = f"resuming; finished stages: {', '.join(finished)}" if finished else "new"

@@ -183,8 +183,8 @@ def summarise(
 def merge_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Combine rows of one model that ran the same config with different seeds.
 
-    Each row comes from its own ``torchlnn experiment`` call (for example seed 0 in one
-    session and seeds 1 and 2 in another). The merged row contains every seed's value, their
+    Each row comes from its own ``torchlnn experiment`` call, for example when seeds ran at
+    different times or on different machines. The merged row contains every seed's value, their
     mean and population standard deviation, and the seconds per epoch averaged over seeds.
     Its ``parts`` list the command, environment and finish time of each call, so that the
     table shows every command that produced the row.

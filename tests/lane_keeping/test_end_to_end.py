@@ -183,6 +183,11 @@ def test_redo_analyse_keeps_training(tmp_path):
     assert redone["finished_stages"] == ["collect", "train", "evaluate", "analyse"]
 
 
+def test_redo_rejects_folder_without_run(tmp_path):
+    with pytest.raises(ValueError, match="holds no lane_keeping.json"):
+        run_lane_keeping(tiny_config(tmp_path), run_dir=str(tmp_path / "missing"), redo="analyse")
+
+
 def test_redo_rejects_training_stage(tmp_path):
     with pytest.raises(ValueError, match="redo must be one of"):
         run_lane_keeping(tiny_config(tmp_path), redo="train")

@@ -480,6 +480,11 @@ def run_lane_keeping(
     config = config or LaneKeepingConfig()
     if redo is not None and redo not in REDO_STAGES:
         raise ValueError(f"redo must be one of {REDO_STAGES}, got {redo!r}.")
+    if redo is not None and (run_dir is None or not (Path(run_dir) / RUN_FILE).is_file()):
+        raise ValueError(
+            f"redo={redo!r} repeats a stage of a trained run, but run_dir={run_dir!r} holds no "
+            f"{RUN_FILE}. Pass the folder of a finished or trained run with --run-dir."
+        )
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     run = open_run(config, resume, run_dir)
@@ -489,6 +494,9 @@ def run_lane_keeping(
             name for name in run.record.get("finished_stages", []) if name not in later
         ]
         run.record["finished_stages"] = finished_before
+        for name in later:  # a stage reuses its stored results, so drop them to redo it
+            run.record["stages"].pop(name, None)
+            run.record["timings"].pop(name, None)
         run.save()
     finished = run.record.get("finished_stages", [])
     state = f"resuming; finished stages: {', '.join(finished)}" if finished else "new"

@@ -184,7 +184,7 @@ def test_redo_analyse_keeps_training(tmp_path):
 
 
 def test_redo_rejects_folder_without_run(tmp_path):
-    with pytest.raises(ValueError, match="holds no lane_keeping.json"):
+    with pytest.raises(ValueError, match="lane_keeping.json was not found"):
         run_lane_keeping(tiny_config(tmp_path), run_dir=str(tmp_path / "missing"), redo="analyse")
 
 

@@ -482,8 +482,8 @@ def run_lane_keeping(
         raise ValueError(f"redo must be one of {REDO_STAGES}, got {redo!r}.")
     if redo is not None and (run_dir is None or not (Path(run_dir) / RUN_FILE).is_file()):
         raise ValueError(
-            f"redo={redo!r} repeats a stage of a trained run, but run_dir={run_dir!r} holds no "
-            f"{RUN_FILE}. Pass the folder of a finished or trained run with --run-dir."
+            f"redo={redo!r} repeats a stage of a trained run, but {RUN_FILE} was not found in "
+            f"run_dir={run_dir!r}. Pass the folder of a trained run with --run-dir."
         )
     if config.threads is not None:
         torch.set_num_threads(config.threads)

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("lightning")
 pytest.importorskip("gymnasium")
 
+from torchlnn.cli import main as cli_main  # noqa: E402
 from torchlnn.driving.lane_keeping import (  # noqa: E402
     LaneKeepingConfig,
     collect_stage,
@@ -163,6 +164,12 @@ def test_presets_and_invalid_settings():
         LaneKeepingConfig(episodes=2)
     with pytest.raises(ValueError, match="preset"):
         preset_config("huge")
+    with pytest.raises(ValueError, match="head_lr=0.0"):
+        LaneKeepingConfig(head_lr=0.0)
+    with pytest.raises(ValueError, match="lr=-0.1"):
+        LaneKeepingConfig(lr=-0.1)
+    with pytest.raises(ValueError, match="at least 1, got 0"):
+        LaneKeepingConfig(patience=0)
 
 
 @pytest.mark.slow
@@ -197,5 +204,33 @@ def test_run_dir_of_other_settings_is_rejected(tmp_path):
     folder = tmp_path / "run"
     open_run(tiny_config(tmp_path), run_dir=str(folder))
 
-    with pytest.raises(ValueError, match="was made with other settings"):
-        open_run(tiny_config(tmp_path, epochs=2), run_dir=str(folder))
+    with pytest.raises(ValueError, match="was made with other settings") as caught:
+        open_run(tiny_config(tmp_path, epochs=7, seed=5), run_dir=str(folder))
+
+    recorded = json.loads((folder / "lane_keeping.json").read_text())["config"]
+    message = str(caught.value)
+    assert f"epochs is {recorded['epochs']} in the run and 7 now" in message
+    assert f"seed is {recorded['seed']} in the run and 5 now" in message
+    assert "episodes" not in message  # only the settings that differ are named
+
+
+def test_cli_reports_other_settings_without_traceback(tmp_path, capsys):
+    folder = tmp_path / "run"
+    open_run(preset_config("quick", runs_root=str(tmp_path)), run_dir=str(folder))
+
+    status = cli_main(["lane-keeping", "--run-dir", str(folder), "--epochs", "3",
+                       "--runs-root", str(tmp_path)])
+
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.startswith("torchlnn lane-keeping: error: The run in")
+    assert "epochs is 8 in the run and 3 now" in error
+    assert "Traceback" not in error
+
+
+def test_cli_rejects_invalid_setting_with_message(tmp_path, capsys):
+    status = cli_main(["lane-keeping", "--patience", "0", "--runs-root", str(tmp_path)])
+
+    assert status == 2
+    assert "patience counts epochs and must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "lane-keeping").exists()  # nothing started

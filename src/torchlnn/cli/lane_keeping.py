@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--preset", choices=("quick", "full"), default="quick",
-                        help="quick: about 20 minutes on 2 CPU cores (default); full: the "
+                        help="quick: about 15 minutes on 2 CPU cores (default); full: the "
                              "paper-scale version, hours")
     parser.add_argument("--env", choices=("sim", "carracing"), default=None,
                         help="environment: the front-camera simulator (default) or CarRacing")
@@ -39,6 +40,12 @@ def register(subparsers) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="expert episodes to collect")
     parser.add_argument("--episode-steps", type=int, default=None, help="frames per episode")
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    parser.add_argument("--head-lr", type=float, default=None,
+                        help="Adam learning rate of the conv head (0.001)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate of the controllers; default: each kind's own")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="epochs without a better validation loss before training stops")
     parser.add_argument("--eval-seeds", type=_numbers(int), default=None,
                         help="comma-separated road seeds of the closed-loop evaluation")
     parser.add_argument("--eval-distance", type=float, default=None,
@@ -61,14 +68,23 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchlnn.driving.lane_keeping import preset_config, run_lane_keeping
+    from torchlnn.driving.lane_keeping import check_run_dir, preset_config, run_lane_keeping
 
-    fields = ("env", "models", "seed", "episodes", "episode_steps", "epochs", "eval_seeds",
-              "eval_distance", "noise_variances", "devices", "num_nodes", "runs_root",
-              "threads")
+    fields = ("env", "models", "seed", "episodes", "episode_steps", "epochs", "head_lr", "lr",
+              "patience", "eval_seeds", "eval_distance", "noise_variances", "devices",
+              "num_nodes", "runs_root", "threads")
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     if args.no_progress:
         overrides["progress"] = False
-    config = preset_config(args.preset, **overrides)
+
+    # Settings and run folder are checked before any work, and a mistake there is reported
+    # as a message rather than a traceback.
+    try:
+        config = preset_config(args.preset, **overrides)
+        check_run_dir(config, args.run_dir, args.redo)
+    except ValueError as error:
+        print(f"torchlnn lane-keeping: error: {error}", file=sys.stderr)
+        return 2
+
     run_lane_keeping(config, resume=args.resume, run_dir=args.run_dir, redo=args.redo)
     return 0

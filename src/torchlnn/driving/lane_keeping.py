@@ -51,7 +51,7 @@ NOT_IN_HASH = {"in_hash": False}
 class LaneKeepingConfig:
     """Settings of a lane-keeping run. ``PRESETS`` holds the named sets of values."""
 
-    # Preset the other values came from: "quick" (the default, about 20 minutes on 2 CPU
+    # Preset the other values came from: "quick" (the default, about 15 minutes on 2 CPU
     # cores) or "full" (the paper-scale version).
     preset: Literal["quick", "full"] = "quick"
     # Environment: "sim" (the front-camera simulator) or "carracing" (Gymnasium's CarRacing).
@@ -121,6 +121,12 @@ class LaneKeepingConfig:
             raise ValueError(
                 f"episodes must be at least 3 (training, validation and test), got {self.episodes}."
             )
+        if not self.head_lr > 0 or (self.lr is not None and not self.lr > 0):
+            raise ValueError(
+                f"Learning rates must be positive, got head_lr={self.head_lr}, lr={self.lr}."
+            )
+        if self.patience < 1:
+            raise ValueError(f"patience counts epochs and must be at least 1, got {self.patience}.")
         if any(not 0 < v for v in self.noise_variances):
             raise ValueError(f"noise_variances must be positive, got {self.noise_variances}.")
         self.models = tuple(self.models)
@@ -173,6 +179,22 @@ def config_fingerprint(config: LaneKeepingConfig) -> str:
 
 
 # ---------------------------------------------------------------------------- run folders
+
+
+def differing_settings(recorded: dict[str, Any], config: LaneKeepingConfig) -> list[str]:
+    """Return "name: value in the run, value now" for each result-changing setting that differs.
+
+    ``recorded`` is the config stored in a run's record (JSON, so tuples are lists).
+    """
+    differences = []
+    for spec in dataclasses.fields(config):
+        if not spec.metadata.get("in_hash", True):
+            continue
+        now = json.loads(json.dumps(getattr(config, spec.name)))
+        before = recorded.get(spec.name, "(not recorded)")
+        if before != now:
+            differences.append(f"{spec.name} is {before} in the run and {now} now")
+    return differences or ["the run's record is from another torchlnn version"]
 
 
 def find_unfinished_run(root: Path, fingerprint: str) -> Path | None:
@@ -243,21 +265,40 @@ class Run:
         self.save()
 
 
+def check_run_dir(
+    config: LaneKeepingConfig, run_dir: str | None = None, redo: str | None = None
+) -> None:
+    """Raise ``ValueError`` if ``run_dir`` and ``redo`` cannot be used with ``config``.
+
+    A run folder must hold a run with the same settings, or none yet; ``redo`` needs the folder
+    of a trained run. The command line calls this before any work starts.
+    """
+    if redo is not None and redo not in REDO_STAGES:
+        raise ValueError(f"redo must be one of {REDO_STAGES}, got {redo!r}.")
+    if redo is not None and (run_dir is None or not (Path(run_dir) / RUN_FILE).is_file()):
+        raise ValueError(
+            f"redo={redo!r} repeats a stage of a trained run, but {RUN_FILE} was not found in "
+            f"run_dir={run_dir!r}. Pass the folder of a trained run with --run-dir."
+        )
+    if run_dir is None or not (Path(run_dir) / RUN_FILE).is_file():
+        return
+    recorded = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    if recorded.get("fingerprint") != config_fingerprint(config):
+        differences = "; ".join(differing_settings(recorded.get("config", {}), config))
+        raise ValueError(
+            f"The run in {run_dir} was made with other settings: {differences}. Pass that "
+            "run's values (for example --epochs or --seed), or leave out --run-dir to start a "
+            "new run."
+        )
+
+
 def open_run(config: LaneKeepingConfig, resume: str = "auto", run_dir: str | None = None) -> Run:
     """Return the run to work in: ``run_dir``, an unfinished one to resume, or a new one."""
     fingerprint = config_fingerprint(config)
     root = Path(config.runs_root) / "lane-keeping"
     if run_dir is not None:
+        check_run_dir(config, run_dir)
         folder = Path(run_dir)
-        record = folder / RUN_FILE
-        if record.is_file():
-            recorded = json.loads(record.read_text())
-            if recorded.get("fingerprint") != fingerprint:
-                raise ValueError(
-                    f"The run in {folder} was made with other settings "
-                    f"({recorded.get('config')}). Pass the options of that run, or leave out "
-                    "--run-dir to start a new run."
-                )
     else:
         folder = find_unfinished_run(root, fingerprint) if resume == "auto" else None
         if folder is None:
@@ -478,13 +519,7 @@ def run_lane_keeping(
     from torchlnn.driving.report import write_report
 
     config = config or LaneKeepingConfig()
-    if redo is not None and redo not in REDO_STAGES:
-        raise ValueError(f"redo must be one of {REDO_STAGES}, got {redo!r}.")
-    if redo is not None and (run_dir is None or not (Path(run_dir) / RUN_FILE).is_file()):
-        raise ValueError(
-            f"redo={redo!r} repeats a stage of a trained run, but {RUN_FILE} was not found in "
-            f"run_dir={run_dir!r}. Pass the folder of a trained run with --run-dir."
-        )
+    check_run_dir(config, run_dir, redo)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     run = open_run(config, resume, run_dir)

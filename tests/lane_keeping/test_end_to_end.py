@@ -74,6 +74,9 @@ def test_tiny_run_writes_complete_report(tiny_run):
     assert "live conv channels, last layer" in report
     live = record["stages"]["analyse"]["models"]["ncp-ltc"]["live_channels"]
     assert len(live) == 5  # one fraction per conv layer of the paper's head
+    channels = record["stages"]["analyse"]["models"]["ncp-ltc"]["conv_channels"]
+    assert channels == [24, 36, 48, 64, 8]
+    assert f"| {round(live[-1] * 8)} of 8 |" in report
 
 
 @pytest.mark.slow
@@ -87,7 +90,22 @@ def test_report_warns_of_blind_policy(tiny_run, tmp_path):
 
     assert "Warning: in the CNN (no memory) policy, the last conv layer has no live" in report
     assert "Warning: in the NCP, LTC" not in report
-    assert "| 0% |" in report
+    assert "| 0 of 8 |" in report
+
+
+@pytest.mark.slow
+def test_report_shows_share_for_older_record(tiny_run, tmp_path):
+    from torchlnn.driving.report import write_report
+
+    record = json.loads((tiny_run / "lane_keeping.json").read_text())
+    for summary in record["stages"]["analyse"]["models"].values():
+        del summary["conv_channels"]  # as written before channel counts were stored
+    record["stages"]["analyse"]["models"]["cnn"]["live_channels"] = [1.0, 1.0, 1.0, 1.0, 0.375]
+
+    report = write_report(tmp_path, record).read_text()
+
+    assert "| 38% |" in report
+    assert " of 8 |" not in report
 
 
 @pytest.mark.slow

@@ -109,6 +109,9 @@ def analyse_policies(
 
         # A conv layer whose channels all died leaves the output blind to the camera.
         summary["live_channels"] = live_channels(convs, samples["frames"]).tolist()
+        summary["conv_channels"] = [
+            layer.out_channels for layer in convs if isinstance(layer, torch.nn.Conv2d)
+        ]
 
         # Activity of the recurrent neurons while watching a test episode.
         if kind in RECURRENT_KINDS:

@@ -186,6 +186,17 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
     return sentences
 
 
+def _live_last_layer(model_analysis: dict) -> str:
+    """Format the live channels of the last conv layer: "3 of 8", or a share in older runs."""
+    live = model_analysis.get("live_channels")
+    if not live:
+        return "n/a"
+    channels = model_analysis.get("conv_channels")
+    if not channels:  # records written before the channel counts were stored
+        return f"{100 * live[-1]:.0f}%"
+    return f"{round(live[-1] * channels[-1])} of {channels[-1]}"
+
+
 def _blind_policies(analysis: dict[str, Any]) -> list[str]:
     """Return a warning for each policy whose conv head has no live channel in its last layer."""
     sentences = []
@@ -255,8 +266,7 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         row.append(_number(model_analysis.get("attention_ssim"), 3))
         pc1 = model_analysis.get("pc1_variance")
         row.append("n/a" if pc1 is None else f"{100 * pc1:.0f}%")
-        live = model_analysis.get("live_channels")
-        row.append("n/a" if not live else f"{100 * live[-1]:.0f}%")
+        row.append(_live_last_layer(model_analysis))
         rows.append(row)
     document.table(header, rows)
     for sentence in _blind_policies(analysis):
@@ -271,8 +281,8 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         f"same frames with Gaussian noise of standard deviation {analysis.get('noise_std', 0):.3f}"
         " (1 = identical). PC1 variance: share of the recurrent neurons' activity variance on "
         "the first principal component while watching a test episode. Live conv channels: "
-        "share of the conv head's last-layer channels that are positive somewhere on the "
-        "attention frames."
+        "the conv head's last-layer channels that are positive somewhere on the attention "
+        "frames (a channel that is zero everywhere passes no gradient and stays dead)."
     )
 
     document.heading("Closed-loop driving, clean frames")

@@ -32,6 +32,44 @@ def test_loading_wired_cfc_checkpoint_of_another_wiring_raises():
         second.load_state_dict(first.state_dict())
 
 
+@pytest.mark.parametrize("layer", [torchlnn.LTC, torchlnn.CfC])
+def test_rejected_wiring_leaves_every_tensor(layer):
+    first = layer(4, AutoNCP(12, 2, seed=3))
+    second = layer(4, AutoNCP(12, 2, seed=4))
+    before = {key: value.clone() for key, value in second.state_dict().items()}
+
+    with pytest.raises(RuntimeError, match="nothing was loaded"):
+        second.load_state_dict(first.state_dict())
+
+    after = second.state_dict()
+    changed = [key for key in before if not torch.equal(before[key], after[key])]
+    assert changed == []
+
+
+def test_rejected_cell_wiring_leaves_every_tensor():
+    first = torchlnn.cells.WiredCfCCell(4, AutoNCP(12, 2, seed=3))
+    second = torchlnn.cells.WiredCfCCell(4, AutoNCP(12, 2, seed=4))
+    before = {key: value.clone() for key, value in second.state_dict().items()}
+
+    with pytest.raises(RuntimeError, match="another wiring"):
+        second.load_state_dict(first.state_dict())
+
+    after = second.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
+def test_wired_layer_inside_sequential_keeps_its_tensors():
+    first = torch.nn.Sequential(torch.nn.Linear(4, 4), torchlnn.LTC(4, AutoNCP(12, 2, seed=3)))
+    second = torch.nn.Sequential(torch.nn.Linear(4, 4), torchlnn.LTC(4, AutoNCP(12, 2, seed=4)))
+    before = {key: value.clone() for key, value in second[1].state_dict().items()}
+
+    with pytest.raises(RuntimeError, match="another wiring"):
+        second.load_state_dict(first.state_dict())
+
+    after = second[1].state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+
+
 def test_ltc_weights_do_not_load_into_cfc():
     ltc = torchlnn.LTC(4, AutoNCP(12, 2))
     cfc = torchlnn.CfC(4, AutoNCP(12, 2))

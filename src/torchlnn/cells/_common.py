@@ -94,20 +94,53 @@ def check_elapsed_time(dt: Any, batch: int, owner: str) -> float | Tensor:
     raise TypeError(f"{owner}: dt must be a number or a tensor, got {type(dt).__name__}.")
 
 
-class WiredModule(nn.Module):
+def wiring_mismatches(module: nn.Module, state_dict: dict[str, Tensor]) -> list[str]:
+    """Return a message for each connectivity buffer of ``module`` that ``state_dict`` changes.
+
+    Every :class:`WiredModule` inside ``module`` is checked, with the keys that
+    ``module.state_dict()`` would use.
+    """
+    messages = []
+    for name, child in module.named_modules():
+        if isinstance(child, WiredModule):
+            messages += child.structure_mismatches(state_dict, f"{name}." if name else "")
+    return messages
+
+
+class CheckedWiringLoad(nn.Module):
+    """Rejects a state dict of another wiring before any tensor is copied.
+
+    ``load_state_dict`` first compares the connectivity buffers of every wired module inside
+    this one with the checkpoint's, and raises a RuntimeError naming those that differ, so
+    the model keeps all of its weights. Inside a larger model that is not a torchlnn module,
+    PyTorch loads the modules one after another: a wired module then still keeps all of its
+    own tensors, while modules loaded before it take the checkpoint's values.
+    """
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        messages = wiring_mismatches(self, state_dict)
+        if messages:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}; nothing was "
+                "loaded:\n\t" + "\n\t".join(messages)
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+class WiredModule(CheckedWiringLoad):
     """A module whose connectivity buffers (``STRUCTURE``) come from a wiring.
 
     Loading a state dict whose connectivity buffers differ raises a RuntimeError that names
-    them, and leaves this module's own connectivity in place. Such a checkpoint was saved from a
-    model with another wiring, and loading it must not silently change this model's synapses.
+    them. Such a checkpoint was saved from a model with another wiring, and loading it must
+    not silently change this model's synapses or fill them with weights that belong to other
+    synapses, so none of this module's tensors is loaded.
     """
 
     STRUCTURE: tuple[str, ...] = ()
 
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
-    ) -> None:
-        original_buffers = {}
+    def structure_mismatches(self, state_dict: dict[str, Tensor], prefix: str) -> list[str]:
+        """Return a message for each of this module's connectivity buffers that differs."""
+        messages = []
         for name in self.STRUCTURE:
             key = prefix + name
             own = getattr(self, name)
@@ -116,16 +149,22 @@ class WiredModule(nn.Module):
                 continue
             if incoming.shape == own.shape and torch.equal(incoming.to(own), own):
                 continue
-            original_buffers[name] = own.clone()
-            error_msgs.append(
+            messages.append(
                 f"The connectivity buffer '{key}' in the checkpoint differs from this model's "
                 f"wiring (checkpoint shape {tuple(incoming.shape)}, this model "
                 f"{tuple(own.shape)}). The checkpoint was saved from a model with another "
                 f"wiring. Build the model with that wiring (torchlnn.wirings.from_config) "
                 f"before loading."
             )
+        return messages
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
+    ) -> None:
+        messages = self.structure_mismatches(state_dict, prefix)
+        if messages:
+            error_msgs.extend(messages)  # PyTorch raises them once every module was visited
+            return
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing, unexpected, error_msgs
         )
-        for name, value in original_buffers.items():
-            setattr(self, name, value)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from torchlnn.cells import MixedMemoryLSTMCell
+from torchlnn.cells._common import CheckedWiringLoad
 from torchlnn.cells._fast import FAST_DTYPES, autocast_active, exporting
 
 from ._inputs import check_input, check_mask, check_state, check_timespans
@@ -53,7 +54,7 @@ class SequenceResult(NamedTuple):
     h_n: Tensor | tuple[Tensor, Tensor]
 
 
-class LiquidSequence(nn.Module):
+class LiquidSequence(CheckedWiringLoad):
     """Runs a liquid cell over a sequence; the base of ``torchlnn.LTC`` and ``torchlnn.CfC``.
 
     The loop, in four phases: check and convert the arguments to batch-first tensors; compute

@@ -45,6 +45,19 @@ def test_timespans_wrong_shape_names_accepted_and_received(name, shape):
     assert str(tuple(shape)) in message
 
 
+@pytest.mark.parametrize("shape", [(3, 7, 6), (3, 7, 2)])
+def test_per_feature_timespans_message_says_unsupported(shape):
+    with pytest.raises(ValueError, match="A separate time per feature is not supported"):
+        torchlnn.CfC(6, 16)(torch.randn(3, 7, 6), timespans=torch.ones(shape))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (7, 3, 1), (21,)])
+def test_wrong_length_timespans_message_skips_features(shape):
+    with pytest.raises(ValueError) as error:
+        torchlnn.CfC(6, 16)(torch.randn(3, 7, 6), timespans=torch.ones(shape))
+    assert "per feature" not in str(error.value)
+
+
 def test_timespans_time_major_message_names_time_major_shapes():
     model = torchlnn.CfC(6, 16, batch_first=False)
     with pytest.raises(ValueError, match=r"\(T, B\) or \(T, B, 1\)"):

@@ -100,10 +100,18 @@ def check_timespans(
         elapsed = timespans.reshape(steps, batch, 1).transpose(0, 1)  # (T, B[, 1]) -> (B, T, 1)
     else:
         expected = f"B={batch}, T={steps}" if batched else f"T={steps}"
+        # A trailing dimension other than 1 after the right leading shape reads as one time
+        # per feature, which the cells cannot use: the state has one clock per sample.
+        leading = {(batch, steps), (steps, batch)} if batched else {(steps,)}
+        per_feature = len(shape) >= 2 and shape[:-1] in leading and shape[-1] != 1
+        hint = (
+            " A separate time per feature is not supported: pass one time per step."
+            if per_feature
+            else ""
+        )
         raise ValueError(
             f"{owner}: timespans must be {accepted} ({expected}), with one elapsed time per "
-            f"sample and step; got shape {shape}. A separate time per feature is not "
-            f"supported."
+            f"sample and step; got shape {shape}.{hint}"
         )
 
     if not timespans.is_floating_point():

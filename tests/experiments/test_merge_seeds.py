@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from torchlnn.experiments.runner import get_spec, merge_rows, render_table, write_row
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "merge_seeds.py"
+from .scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("merge_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("merge_seeds")
 
 
 def make_row(seeds, values, seconds, command, **changes):

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
 from torchlnn.solvers import Adaptive
 
-SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "trajectory_length.py"
+from .scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("trajectory_length", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("trajectory_length")
 
 
 def test_circle_has_length_two_pi(script):

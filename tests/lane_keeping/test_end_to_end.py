@@ -188,6 +188,8 @@ def test_presets_and_invalid_settings():
         LaneKeepingConfig(lr=-0.1)
     with pytest.raises(ValueError, match="at least 1, got 0"):
         LaneKeepingConfig(patience=0)
+    with pytest.raises(ValueError, match="conv_init must be one of"):
+        LaneKeepingConfig(conv_init="he")
 
 
 @pytest.mark.slow
@@ -216,6 +218,20 @@ def test_redo_rejects_folder_without_run(tmp_path):
 def test_redo_rejects_training_stage(tmp_path):
     with pytest.raises(ValueError, match="redo must be one of"):
         run_lane_keeping(tiny_config(tmp_path), redo="train")
+
+
+def test_recorded_run_keeps_fingerprint_with_pytorch_init():
+    from torchlnn.driving.lane_keeping import config_fingerprint
+
+    results = Path(__file__).resolve().parents[2] / "experiments" / "results" / "lane-keeping"
+    record = json.loads((results / "ncp-ltc-30-seed-1" / "lane_keeping.json").read_text())
+    assert "conv_init" not in record["config"]  # recorded before the setting existed
+
+    before = LaneKeepingConfig(**record["config"], conv_init="pytorch")
+    now = LaneKeepingConfig(**record["config"])
+
+    assert config_fingerprint(before) == record["fingerprint"]
+    assert config_fingerprint(now) != record["fingerprint"]
 
 
 def test_run_dir_of_other_settings_is_rejected(tmp_path):

@@ -31,6 +31,48 @@ def test_conv_head_rejects_frames_too_small_for_the_stack():
         ConvHead(frame_size=(20, 20))
 
 
+def test_conv_head_glorot_init_zeroes_biases():
+    head = ConvHead(init="glorot")
+    convs = [layer for layer in head.convs if isinstance(layer, torch.nn.Conv2d)]
+    assert len(convs) == 5
+    for conv in convs:
+        assert torch.count_nonzero(conv.bias) == 0
+        fan_in, fan_out = conv.weight[0].numel(), conv.weight[:, 0].numel()
+        limit = (6 / (fan_in + fan_out)) ** 0.5
+        assert conv.weight.abs().max() <= limit
+
+
+def test_conv_head_pytorch_init_keeps_random_biases():
+    head = ConvHead(init="pytorch")
+    convs = [layer for layer in head.convs if isinstance(layer, torch.nn.Conv2d)]
+    assert all(torch.count_nonzero(conv.bias) == conv.bias.numel() for conv in convs)
+
+
+def test_glorot_init_starts_more_channels_live():
+    from torchlnn.analysis import live_channels
+
+    frames = torch.rand(16, 3, 78, 200, generator=torch.Generator().manual_seed(0))
+    live = {}
+    for init in ("pytorch", "glorot"):
+        counts = []
+        for seed in range(10):
+            torch.manual_seed(seed)
+            counts.append(live_channels(ConvHead(init=init).convs, frames)[-1] * 8)
+        live[init] = sum(counts) / len(counts)
+    assert live["glorot"] >= 7.0
+    assert live["pytorch"] < live["glorot"]
+
+
+def test_conv_head_rejects_unknown_init():
+    with pytest.raises(ValueError, match="init must be one of"):
+        ConvHead(init="he")
+
+
+def test_policy_records_conv_init_in_config():
+    assert build_policy("cnn").config["conv_init"] == "glorot"
+    assert build_policy("cnn", conv_init="pytorch").config["conv_init"] == "pytorch"
+
+
 @pytest.mark.parametrize("kind", POLICY_KINDS)
 def test_policy_output_shape_and_streaming_equals_sequence(kind):
     torch.manual_seed(0)

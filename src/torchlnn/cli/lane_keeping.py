@@ -40,6 +40,10 @@ def register(subparsers) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="expert episodes to collect")
     parser.add_argument("--episode-steps", type=int, default=None, help="frames per episode")
     parser.add_argument("--epochs", type=int, default=None, help="maximum training epochs")
+    parser.add_argument("--conv-init", choices=("glorot", "pytorch"), default=None,
+                        help="initialisation of the conv head: glorot (zero biases, default) or "
+                             "pytorch (PyTorch's defaults, as in runs recorded before this "
+                             "option)")
     parser.add_argument("--head-lr", type=float, default=None,
                         help="Adam learning rate of the conv head (0.001)")
     parser.add_argument("--lr", type=float, default=None,
@@ -70,9 +74,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from torchlnn.driving.lane_keeping import check_run_dir, preset_config, run_lane_keeping
 
-    fields = ("env", "models", "seed", "episodes", "episode_steps", "epochs", "head_lr", "lr",
-              "patience", "eval_seeds", "eval_distance", "noise_variances", "devices",
-              "num_nodes", "runs_root", "threads")
+    fields = ("env", "models", "seed", "episodes", "episode_steps", "epochs", "conv_init",
+              "head_lr", "lr", "patience", "eval_seeds", "eval_distance", "noise_variances",
+              "devices", "num_nodes", "runs_root", "threads")
     overrides = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     if args.no_progress:
         overrides["progress"] = False

@@ -38,7 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from torchlnn.driving.policies import POLICY_KINDS
+from torchlnn.driving.policies import CONV_INITS, POLICY_KINDS
 
 RUN_FILE = "lane_keeping.json"
 REPORT_FILE = "report.md"
@@ -79,6 +79,9 @@ class LaneKeepingConfig:
     # Training epochs (at most: early stopping may end sooner) and windows per batch.
     epochs: int = 8
     batch_size: int = 16
+    # Initialisation of the conv head: "glorot" (zero biases) or "pytorch" (PyTorch's defaults,
+    # which start some last-layer channels dead; runs recorded before this setting used them).
+    conv_init: str = field(default="glorot", metadata={"hash_default": "pytorch"})
     # Adam learning rate of the conv head, the same for every policy.
     head_lr: float = 1e-3
     # Adam learning rate of the controller; None uses each kind's rate in LEARNING_RATES.
@@ -120,6 +123,10 @@ class LaneKeepingConfig:
         if self.episodes < 3:
             raise ValueError(
                 f"episodes must be at least 3 (training, validation and test), got {self.episodes}."
+            )
+        if self.conv_init not in CONV_INITS:
+            raise ValueError(
+                f"conv_init must be one of {CONV_INITS}, got {self.conv_init!r}."
             )
         if not self.head_lr > 0 or (self.lr is not None and not self.lr > 0):
             raise ValueError(
@@ -191,7 +198,7 @@ def differing_settings(recorded: dict[str, Any], config: LaneKeepingConfig) -> l
         if not spec.metadata.get("in_hash", True):
             continue
         now = json.loads(json.dumps(getattr(config, spec.name)))
-        before = recorded.get(spec.name, "(not recorded)")
+        before = recorded.get(spec.name, spec.metadata.get("hash_default", "(not recorded)"))
         if before != now:
             differences.append(f"{spec.name} is {before} in the run and {now} now")
     return differences or ["the run's record is from another torchlnn version"]
@@ -400,6 +407,7 @@ def train_stage(run: Run, data: dict[str, Any]) -> dict[str, Any]:
             frame_size=tuple(data["frame_size"]),
             label_scale=scale,
             head_lr=config.head_lr,
+            conv_init=config.conv_init,
             window=config.window,
             stride=config.stride,
             alpha=config.alpha,

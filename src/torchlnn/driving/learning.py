@@ -147,6 +147,7 @@ def train_policy(
     alpha: float,
     augmentation: Augmentation | None,
     train_options: dict[str, Any],
+    conv_init: str = "glorot",
 ) -> tuple[DrivingPolicy, Any]:
     """Train one policy with the engine (resuming an interrupted run) and return it and the result.
 
@@ -176,7 +177,7 @@ def train_policy(
     )
 
     def build():
-        policy = build_policy(kind, frame_size=frame_size)
+        policy = build_policy(kind, frame_size=frame_size, conv_init=conv_init)
         policy.curvature_scale.fill_(label_scale)
         task = make_policy_task(
             policy,
@@ -192,7 +193,7 @@ def train_policy(
 
     result = train_and_test(config, build)
 
-    policy = build_policy(kind, frame_size=frame_size)
+    policy = build_policy(kind, frame_size=frame_size, conv_init=conv_init)
     checkpoint = Path(result.run_dir) / "checkpoints" / "best.ckpt"
     if not checkpoint.exists():
         checkpoint = Path(result.run_dir) / "checkpoints" / "last.ckpt"

@@ -35,6 +35,9 @@ from torchlnn.wirings import NCP
 
 POLICY_KINDS = ("ncp-ltc", "ncp-cfc", "cfc", "lstm", "ctrnn", "cnn")
 
+# Initialisations of the conv head (see ConvHead).
+CONV_INITS = ("glorot", "pytorch")
+
 
 def paper_wiring(seed: int = 22222) -> NCP:
     """Return the lane-keeping circuit of the NCP paper: 12 inter, 6 command, 1 motor neuron."""
@@ -71,6 +74,14 @@ class ConvHead(nn.Module):
     order one, where the liquid neurons' synapse activations are sensitive: without it, their
     typical size of 0.05 at initialisation leaves the LTC's sigmoids almost constant.
 
+    The conv layers start from Glorot-uniform weights and zero biases (``init="glorot"``), the
+    defaults of Keras's ``Conv2D``. PyTorch's own defaults (``init="pytorch"``: Kaiming-uniform
+    weights with ``a = sqrt(5)`` and biases uniform in +-1/sqrt(fan_in)) shrink the activations
+    through the five layers to about 0.01 in the last one, below the bias range of 0.04 there.
+    So a channel whose bias starts negative is zero on every frame: on lane-keeping frames
+    about 3 of the last layer's 8 channels start dead, and a dead ReLU channel gets no
+    gradient to revive it. Zero biases start nearly every channel live.
+
     Args:
         frame_size: (H, W) of the frames; fixes the dense layers' sizes, checked at
             construction (the conv stack must leave maps of at least 1 x 1).
@@ -79,6 +90,7 @@ class ConvHead(nn.Module):
         features: the number of features the head must produce; construction fails when
             ``channels[-1] * units_per_map`` differs, so a mismatch with the controller's
             sensory inputs shows at once.
+        init: "glorot" (the default) or "pytorch", the conv layers' initialisation.
 
     Shapes: frames (..., 3, H, W) -> features (..., features). ``convs`` is the convolutional
     part (rescaling included), the module to pass to ``torchlnn.analysis.visual_backprop``.
@@ -92,8 +104,11 @@ class ConvHead(nn.Module):
         strides: Sequence[int] = (2, 2, 2, 1, 1),
         units_per_map: int = 4,
         features: int = 32,
+        init: str = "glorot",
     ):
         super().__init__()
+        if init not in CONV_INITS:
+            raise ValueError(f"ConvHead: init must be one of {CONV_INITS}, got {init!r}.")
         if not len(channels) == len(kernels) == len(strides):
             raise ValueError(
                 f"ConvHead: channels, kernels and strides need one entry per conv layer, got "
@@ -111,7 +126,11 @@ class ConvHead(nn.Module):
         layers: list[nn.Module] = [Rescale()]
         in_channels = 3
         for out_channels, kernel, stride in zip(channels, kernels, strides):
-            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride), nn.ReLU()]
+            conv = nn.Conv2d(in_channels, out_channels, kernel, stride)
+            if init == "glorot":
+                nn.init.xavier_uniform_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            layers += [conv, nn.ReLU()]
             in_channels = out_channels
             height = _conv_output_size(height, kernel, stride)
             width = _conv_output_size(width, kernel, stride)
@@ -168,6 +187,8 @@ class DrivingPolicy(nn.Module):
         frame_size: (H, W) of the frames.
         seed: seed of the NCP wiring (for the ``ncp-*`` kinds).
         ode_unfolds: LTC solver steps per frame.
+        conv_init: initialisation of the conv head, "glorot" or "pytorch" (see
+            :class:`ConvHead`).
     """
 
     def __init__(
@@ -176,6 +197,7 @@ class DrivingPolicy(nn.Module):
         frame_size: tuple[int, int] = (78, 200),
         seed: int = 22222,
         ode_unfolds: int = 6,
+        conv_init: str = "glorot",
     ):
         super().__init__()
         if kind not in POLICY_KINDS:
@@ -186,8 +208,9 @@ class DrivingPolicy(nn.Module):
             "frame_size": list(frame_size),
             "seed": seed,
             "ode_unfolds": ode_unfolds,
+            "conv_init": conv_init,
         }
-        self.head = ConvHead(frame_size)
+        self.head = ConvHead(frame_size, init=conv_init)
         features = self.head.out_features
         self.readout: nn.Module | None = None
 

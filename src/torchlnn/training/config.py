@@ -91,16 +91,23 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _has_hash_default(spec: dataclasses.Field, value: Any) -> bool:
+    return "hash_default" in spec.metadata and value == spec.metadata["hash_default"]
+
+
 def config_hash(config: Any) -> str:
     """Return a short fingerprint of the fields that change the trained result.
 
     Fields whose metadata sets ``in_hash=False`` (output folders, display) are left out, so
-    a rerun with another progress-bar setting still resumes the same run.
+    a rerun with another progress-bar setting still resumes the same run. A field added after
+    runs were recorded sets ``hash_default`` to the value those runs had in effect: it is left
+    out while it has that value, so their fingerprints stay valid.
     """
     values = {
         f.name: getattr(config, f.name)
         for f in dataclasses.fields(config)
         if f.metadata.get("in_hash", True)
+        and not _has_hash_default(f, getattr(config, f.name))
     }
     values["__class__"] = type(config).__name__
     text = json.dumps(values, sort_keys=True, default=str)

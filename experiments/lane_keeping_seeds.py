@@ -20,6 +20,7 @@ a copy that holds only ``lane_keeping.json`` (as under experiments/results/lane-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -49,6 +50,14 @@ def load_record(folder: Path) -> dict:
             f"The run in {folder} has not finished {', '.join(missing)}; run "
             f"`torchlnn lane-keeping --run-dir {folder}` to finish it first."
         )
+
+    # A setting added after a run was recorded had, in that run, the value its field names as
+    # ``hash_default`` (the conv head's initialisation, for one).
+    from torchlnn.driving.lane_keeping import LaneKeepingConfig
+
+    for spec in dataclasses.fields(LaneKeepingConfig):
+        if "hash_default" in spec.metadata:
+            record["config"].setdefault(spec.name, spec.metadata["hash_default"])
     return record
 
 
@@ -149,8 +158,9 @@ def markdown(summary: dict, records: list[dict], command: str) -> str:
         "",
         "Per-seed values are in the JSON file beside this one. Each run: "
         f"{config['episodes']} expert episodes of {config['episode_steps']} frames, at most "
-        f"{config['epochs']} epochs, {len(config['eval_seeds'])} road seeds of "
-        f"{config['eval_distance']:g} m per condition. torchlnn "
+        f"{config['epochs']} epochs, conv head initialised as {config['conv_init']!r}, "
+        f"{len(config['eval_seeds'])} road seeds of {config['eval_distance']:g} m per "
+        f"condition. torchlnn "
         f"{records[0]['torchlnn_version']}, torch {records[0]['torch_version']}.",
         "",
         f"Command: `{command}`",

@@ -97,3 +97,16 @@ def test_policy_missing_from_a_run_is_left_out(script, tmp_path):
     assert summary["left_out"] == ["lstm"]
     assert list(summary["policies"]) == ["ncp-ltc"]
     assert "Left out, not trained in every run: lstm." in (out / "two.md").read_text()
+
+
+def test_older_run_counts_as_pytorch_init(script, tmp_path):
+    older = write_run(tmp_path, 0, rate=0.0, offset=0.1, mse=1e-6)  # no conv_init recorded
+    newer = write_run(tmp_path, 1, rate=0.0, offset=0.1, mse=1e-6, conv_init="pytorch")
+    out = tmp_path / "out"
+
+    assert script.main([str(older), str(newer), "--name", "mixed", "--results-dir", str(out)]) == 0
+    assert "conv head initialised as 'pytorch'" in (out / "mixed.md").read_text()
+
+    glorot = write_run(tmp_path, 2, rate=0.0, offset=0.1, mse=1e-6, conv_init="glorot")
+    with pytest.raises(SystemExit, match="conv_init differs: 'pytorch'"):
+        script.main([str(older), str(glorot), "--name", "x", "--results-dir", str(tmp_path)])

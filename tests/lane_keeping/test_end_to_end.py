@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("lightning")
 pytest.importorskip("gymnasium")
@@ -16,7 +18,9 @@ pytest.importorskip("gymnasium")
 from torchlnn.cli import main as cli_main  # noqa: E402
 from torchlnn.driving.lane_keeping import (  # noqa: E402
     LaneKeepingConfig,
+    check_run_dir,
     collect_stage,
+    differing_settings,
     open_run,
     preset_config,
     run_lane_keeping,
@@ -131,9 +135,11 @@ def test_deploy_script_forms_match_pytorch(tiny_run, tmp_path):
 
 @pytest.mark.slow
 def test_rerun_resumes_finished_stages(tmp_path):
-    config = tiny_config(tmp_path, models=("cnn",))
+    config = tiny_config(tmp_path, models=("cnn",), conv_init="pytorch")
     first = run_lane_keeping(config)
     record = json.loads((first / "lane_keeping.json").read_text())
+    saved = torch.load(first / "models" / "cnn" / "policy.pt", weights_only=False)
+    assert saved["config"]["conv_init"] == "pytorch"  # the setting reached the policy
     (first / "report.md").unlink()  # an interrupted run has no report yet
     second = run_lane_keeping(config)
     assert second == first
@@ -243,8 +249,8 @@ def test_run_dir_of_other_settings_is_rejected(tmp_path):
 
     recorded = json.loads((folder / "lane_keeping.json").read_text())["config"]
     message = str(caught.value)
-    assert f"epochs is {recorded['epochs']} in the run and 7 now" in message
-    assert f"seed is {recorded['seed']} in the run and 5 now" in message
+    assert f"--epochs is {recorded['epochs']} in the run and 7 now" in message
+    assert f"--seed is {recorded['seed']} in the run and 5 now" in message
     assert "episodes" not in message  # only the settings that differ are named
 
 
@@ -258,8 +264,49 @@ def test_cli_reports_other_settings_without_traceback(tmp_path, capsys):
     error = capsys.readouterr().err
     assert status == 2
     assert error.startswith("torchlnn lane-keeping: error: The run in")
-    assert "epochs is 8 in the run and 3 now" in error
+    assert "--epochs is 8 in the run and 3 now" in error
     assert "Traceback" not in error
+
+
+def test_other_settings_message_writes_options():
+    recorded = {**json.loads(json.dumps(dataclasses.asdict(LaneKeepingConfig()))), "lr": 0.01}
+    del recorded["conv_init"]  # a run recorded before the setting existed
+    recorded["noise_variances"] = [0.3]
+
+    differences = differing_settings(recorded, LaneKeepingConfig())
+
+    assert differences == [
+        "--conv-init is pytorch in the run and glorot now",
+        "--lr is 0.01 in the run and the default now",
+        "--noise-variances is 0.3 in the run and 0.1,0.2,0.3 now",
+    ]
+
+
+def test_corrupt_run_record_names_file(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "lane_keeping.json").write_text('{"fingerprint": ')
+
+    with pytest.raises(ValueError, match="lane_keeping.json is not valid JSON"):
+        check_run_dir(tiny_config(tmp_path), str(folder))
+
+
+def test_cli_passes_training_options(tmp_path, monkeypatch):
+    from torchlnn.driving import lane_keeping
+
+    seen = {}
+    monkeypatch.setattr(
+        lane_keeping, "run_lane_keeping", lambda config, **options: seen.update(config=config)
+    )
+
+    status = cli_main(["lane-keeping", "--conv-init", "pytorch", "--head-lr", "3e-4", "--lr",
+                       "0.002", "--patience", "6", "--runs-root", str(tmp_path)])
+
+    assert status == 0
+    assert seen["config"].conv_init == "pytorch"
+    assert seen["config"].head_lr == 3e-4
+    assert seen["config"].lr == 0.002
+    assert seen["config"].patience == 6
 
 
 def test_cli_rejects_invalid_setting_with_message(tmp_path, capsys):

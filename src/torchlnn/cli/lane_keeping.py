@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=None,
                         help="Adam learning rate of the controllers; default: each kind's own")
     parser.add_argument("--patience", type=int, default=None,
-                        help="epochs without a better validation loss before training stops")
+                        help="epochs without a better validation loss before training stops "
+                             "(quick: 3, full: 5)")
     parser.add_argument("--eval-seeds", type=_numbers(int), default=None,
                         help="comma-separated road seeds of the closed-loop evaluation")
     parser.add_argument("--eval-distance", type=float, default=None,

@@ -188,10 +188,20 @@ def config_fingerprint(config: LaneKeepingConfig) -> str:
 # ---------------------------------------------------------------------------- run folders
 
 
-def differing_settings(recorded: dict[str, Any], config: LaneKeepingConfig) -> list[str]:
-    """Return "name: value in the run, value now" for each result-changing setting that differs.
+def _setting_text(value: Any) -> str:
+    """Write a setting as on the command line: lists comma-separated, None as "the default"."""
+    if value is None:
+        return "the default"
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return str(value)
 
-    ``recorded`` is the config stored in a run's record (JSON, so tuples are lists).
+
+def differing_settings(recorded: dict[str, Any], config: LaneKeepingConfig) -> list[str]:
+    """Return "--name: value in the run, value now" for each result-changing setting that differs.
+
+    ``recorded`` is the config stored in a run's record (JSON, so tuples are lists). A setting
+    missing from an older record had the value its field names as ``hash_default``.
     """
     differences = []
     for spec in dataclasses.fields(config):
@@ -200,7 +210,10 @@ def differing_settings(recorded: dict[str, Any], config: LaneKeepingConfig) -> l
         now = json.loads(json.dumps(getattr(config, spec.name)))
         before = recorded.get(spec.name, spec.metadata.get("hash_default", "(not recorded)"))
         if before != now:
-            differences.append(f"{spec.name} is {before} in the run and {now} now")
+            option = "--" + spec.name.replace("_", "-")
+            differences.append(
+                f"{option} is {_setting_text(before)} in the run and {_setting_text(now)} now"
+            )
     return differences or ["the run's record is from another torchlnn version"]
 
 
@@ -287,15 +300,21 @@ def check_run_dir(
             f"redo={redo!r} repeats a stage of a trained run, but {RUN_FILE} was not found in "
             f"run_dir={run_dir!r}. Pass the folder of a trained run with --run-dir."
         )
-    if run_dir is None or not (Path(run_dir) / RUN_FILE).is_file():
+    record = Path(run_dir) / RUN_FILE if run_dir is not None else None
+    if record is None or not record.is_file():
         return
-    recorded = json.loads((Path(run_dir) / RUN_FILE).read_text())
+    try:
+        recorded = json.loads(record.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{record} is not valid JSON ({error}), so the run in {run_dir} cannot be "
+            "continued. Pass another --run-dir, or remove that folder to start again there."
+        ) from error
     if recorded.get("fingerprint") != config_fingerprint(config):
         differences = "; ".join(differing_settings(recorded.get("config", {}), config))
         raise ValueError(
             f"The run in {run_dir} was made with other settings: {differences}. Pass that "
-            "run's values (for example --epochs or --seed), or leave out --run-dir to start a "
-            "new run."
+            "run's values with these options, or leave out --run-dir to start a new run."
         )
 
 

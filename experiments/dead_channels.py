@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from torchlnn.driving.dataset import DrivingWindows
 from torchlnn.driving.lane_keeping import LEARNING_RATES, label_scale
 from torchlnn.driving.learning import Augmentation, weighted_loss
 from torchlnn.driving.policies import build_policy
+from torchlnn.training.run import cpu_name
 
 
 def probe(
@@ -213,7 +215,7 @@ def main() -> None:
             f"--{name.replace('_', '-')} {value}" for name, value in vars(args).items()
         ),
         "kind": args.kind,
-        "machine": f"{platform.machine()}, {platform.processor() or 'unknown CPU'}",
+        "machine": f"{platform.machine()}, {cpu_name()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__,
         "seconds": round(time.perf_counter() - started, 1),
         "at_initialisation": at_start,

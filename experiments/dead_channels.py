@@ -221,11 +221,12 @@ def main() -> None:
         "at_initialisation": at_start,
         "results": results,
     }
-    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    # The name may hold dots (a learning rate, say), so the suffix is appended, not swapped.
+    (out.parent / f"{out.name}.json").write_text(json.dumps(record, indent=1))
     tables = [initialisation_table(at_start)]
     if results:
         tables.append(summary_table(results, channels))
-    out.with_suffix(".md").write_text("\n\n".join(tables) + "\n")
+    (out.parent / f"{out.name}.md").write_text("\n\n".join(tables) + "\n")
     print(tables[-1])
 
 

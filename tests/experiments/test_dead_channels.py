@@ -40,7 +40,7 @@ def test_probe_writes_record_and_table(script, tmp_path, monkeypatch):
     )
     run = open_run(config, run_dir=str(tmp_path / "run"))
     run.finish("collect", collect_stage(run), 0.0)
-    out = tmp_path / "probe"
+    out = tmp_path / "probe-lr-0.001"  # a dot in the name must not cut it
     monkeypatch.setattr(sys, "argv", [
         "dead_channels.py", "--run-dir", str(run.folder), "--kind", "cnn", "--seeds", "0",
         "--inits", "glorot", "--epochs", "1", "--every", "1", "--frames", "4",
@@ -49,10 +49,10 @@ def test_probe_writes_record_and_table(script, tmp_path, monkeypatch):
 
     script.main()
 
-    record = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads((tmp_path / "probe-lr-0.001.json").read_text())
     assert record["at_initialisation"][0]["samples"] == 2
     result = record["results"][0]
     assert result["steps"] >= 1
     assert len(result["trace"]) == result["steps"] + 1  # the start, then every step
     assert all(len(point["live"]) == 5 for point in result["trace"])
-    assert "| glorot | 0.001 | 0 |" in out.with_suffix(".md").read_text()
+    assert "| glorot | 0.001 | 0 |" in (tmp_path / "probe-lr-0.001.md").read_text()

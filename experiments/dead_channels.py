@@ -4,9 +4,10 @@ Some lane-keeping policies end training with no live channel in the conv head's 
 (no ReLU output positive on any test frame), so their steering ignores the camera. This
 script first counts the live channels of each conv layer right after initialisation, for many
 seeds. Then it trains a policy's first epochs on the data of a lane-keeping run, as the
-lane-keeping stage does: same windows, augmentation and curve-weighted loss, Adam with one
-rate for the conv head and one for the controller, gradient clipping at 1.0. After every few
-steps it counts the live channels on fixed validation frames. It repeats this for several
+lane-keeping stage does. Windows, augmentation and the curve-weighted loss are the same, and
+so is Adam with one rate for the conv head and one for the controller, with gradient
+clipping at 1.0. After every few steps it counts the live channels on fixed validation
+frames. It repeats this for several
 initialisation seeds, conv-head initialisations and head learning rates.
 
 The loop is a plain PyTorch loop, not the Lightning engine, so a seed here does not give the

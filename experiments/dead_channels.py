@@ -38,7 +38,12 @@ from torch import nn
 from torchlnn.analysis import live_channels
 from torchlnn.driving.dataset import DrivingWindows
 from torchlnn.driving.lane_keeping import LEARNING_RATES, label_scale
-from torchlnn.driving.learning import Augmentation, weighted_loss
+from torchlnn.driving.learning import (
+    Augmentation,
+    make_policy_task,
+    policy_step,
+    weighted_loss,
+)
 from torchlnn.driving.policies import build_policy
 from torchlnn.training.run import cpu_name
 
@@ -61,13 +66,14 @@ def probe(
     scale = label_scale(data)
     policy = build_policy(kind, frame_size=tuple(data["frame_size"]), conv_init=conv_init)
     policy.curvature_scale.fill_(scale)
-    head = list(policy.head.parameters())
-    head_ids = {id(p) for p in head}
-    rest = [p for p in policy.parameters() if id(p) not in head_ids]
-    optimiser = torch.optim.Adam(
-        [{"params": head, "lr": head_lr}, {"params": rest, "lr": LEARNING_RATES[kind]}]
-    )
     loss_fn = weighted_loss(alpha, scale)
+
+    # The lane-keeping task's own Adam: one rate for the conv head, one for the controller.
+    task = make_policy_task(
+        policy, head_lr=head_lr, controller_lr=LEARNING_RATES[kind], loss=loss_fn,
+        step=policy_step,
+    )
+    optimiser = task.configure_optimizers()
     windows = DrivingWindows(
         data["data_dir"], window=16, stride=8, episodes=data["split"]["train"],
         transform=Augmentation(),

@@ -108,7 +108,7 @@ def wiring_mismatches(module: nn.Module, state_dict: dict[str, Tensor]) -> list[
 
 
 class CheckedWiringLoad(nn.Module):
-    """Rejects a state dict of another wiring before any tensor is copied.
+    """A module that rejects a state dict of another wiring before it copies any tensor.
 
     ``load_state_dict`` first compares the connectivity buffers of every wired module inside
     this one with the checkpoint's, and raises a RuntimeError naming those that differ, so

@@ -63,6 +63,28 @@ def test_glorot_init_starts_more_channels_live():
     assert live["pytorch"] < live["glorot"]
 
 
+def test_conv_head_channels_last_matches_channels_first():
+    """The head runs its convs in channels-last order; values and gradients stay the same."""
+    torch.manual_seed(0)
+    head = ConvHead().double()
+    frames = torch.rand(2, 3, 3, 78, 200, dtype=torch.float64)
+    features = head(frames)
+
+    # The same computation with channels-first images, written out step by step.
+    images = frames.reshape(6, 3, 78, 200)
+    maps = head.convs(images)
+    assert maps.is_contiguous()
+    expected = torch.einsum("pma,mau->pmu", maps.flatten(2), head.map_weight) + head.map_bias
+    expected = head.norm(expected.reshape(2, 3, 32))
+    torch.testing.assert_close(features, expected, rtol=1e-10, atol=1e-12)
+
+    weight = head.convs[1].weight
+    (grad_fast,) = torch.autograd.grad(features.square().sum(), weight)
+    (grad_plain,) = torch.autograd.grad(expected.square().sum(), weight)
+    torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-10, atol=1e-12)
+    assert all(parameter.is_contiguous() for parameter in head.parameters())
+
+
 def test_conv_head_rejects_unknown_init():
     with pytest.raises(ValueError, match="init must be one of"):
         ConvHead(init="he")

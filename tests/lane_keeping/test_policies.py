@@ -63,8 +63,8 @@ def test_glorot_init_starts_more_channels_live():
     assert live["pytorch"] < live["glorot"]
 
 
-def test_conv_head_channels_last_matches_channels_first():
-    """The head runs its convs in channels-last order; values and gradients stay the same."""
+def test_conv_head_channels_last_matches_plain():
+    """The head runs its convs in channels-last order. Values and gradients must not change."""
     torch.manual_seed(0)
     head = ConvHead().double()
     frames = torch.rand(2, 3, 3, 78, 200, dtype=torch.float64)

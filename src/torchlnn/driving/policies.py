@@ -168,8 +168,8 @@ class ConvHead(nn.Module):
         leading = frames.shape[:-3]
         images = frames.reshape(-1, *frames.shape[-3:])  # (..., 3, H, W) -> (P, 3, H, W)
 
-        # Channels-last images run the conv stack in NHWC order. On the CPU that made a
-        # training step of the head 1.5 to 2 times faster; the values are the same.
+        # Channels-last images run the conv stack in NHWC order. A CPU training step of the head
+        # measured 1.5 to 2 times faster, and the outputs agree to float rounding.
         images = images.contiguous(memory_format=torch.channels_last)
         maps = self.convs(images)  # (P, M, h, w)
         maps = maps.flatten(2)  # (P, M, h * w)

@@ -111,6 +111,35 @@ def test_policy_output_shape_and_streaming_equals_sequence(kind):
     assert first == pytest.approx(float(curvature[0, 0]), abs=1e-6)
 
 
+def test_driver_steps_on_one_thread(monkeypatch):
+    policy = build_policy("cnn").eval()
+    seen = []
+    original = type(policy.head).forward
+
+    def recording_forward(head, frames):
+        seen.append(torch.get_num_threads())
+        return original(head, frames)
+
+    monkeypatch.setattr(type(policy.head), "forward", recording_forward)
+    frame = np.random.default_rng(0).random((78, 200, 3), dtype=np.float32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        PolicyDriver(policy)(frame)
+        PolicyDriver(policy, threads=None)(frame)
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
+
+    assert seen == [1, 2]
+    assert after == 2
+
+
+def test_driver_rejects_zero_threads():
+    with pytest.raises(ValueError, match="threads must be at least 1 or None"):
+        PolicyDriver(build_policy("cnn"), threads=0)
+
+
 def test_policy_rejects_wrong_frame_size_with_fix():
     policy = build_policy("ncp-ltc")
     with pytest.raises(ValueError, match=r"\(B, T, 3, 78, 200\)") as error:

@@ -7,13 +7,17 @@ or the setting. It trains torchlnn's CfC and the CfC of ncps 1.0.1 with the same
 data, seed and settings. Each trains once with the CfC paper's RMSprop setting and once with Adam
 at 0.001, and the script writes the training loss of each epoch.
 
-Both models: 192 units, a backbone of one 128-unit ReLU layer, the elapsed time of each
-event divided by 32 as its timespan, one logit read from the state at the stream's last
-event. The gradient of each tensor is clipped to norm 1 separately, as Keras's ``clipnorm``
-does. ncps's layer squeezes per-sample timespans of shape (B, 1) to (B,), which does not
-broadcast against its (B, N) gates, so its cell is stepped here one event at a time.
+With ``--model cfc`` (the default) both implementations build the paper's XOR CfC: 192
+units, a backbone of one 128-unit ReLU layer. ``--model cfc-nogate`` builds its CfC without
+gate: 128 units, one 192-unit SiLU backbone layer with dropout 0.3. Both get the elapsed time
+of each event divided by 32 as its timespan, and one logit is read from the state at the
+stream's last event. The gradient of each tensor is clipped to norm 1 separately, as
+Keras's ``clipnorm`` does. ncps's layer squeezes per-sample timespans of shape (B, 1) to
+(B,), which does not broadcast against its (B, N) gates, so its cell is stepped here one
+event at a time.
 
     python experiments/xor_optimizer_check.py        # about 3 minutes on 2 CPU cores
+    python experiments/xor_optimizer_check.py --model cfc-nogate --settings adam
 """
 
 from __future__ import annotations
@@ -33,19 +37,35 @@ import torchlnn
 from torchlnn.data import load_xor
 
 RESULTS = Path(__file__).parent / "results"
-UNITS, BACKBONE, PAD = 192, 128, 32
+PAD = 32
+# Optimiser settings by command-line name: table label, optimiser, learning rate.
 SETTINGS = {
-    "paper: RMSprop, lr 0.05": ("rmsprop", 0.05),
-    "Adam, lr 0.001": ("adam", 0.001),
+    "paper": ("paper: RMSprop, lr 0.05", "rmsprop", 0.05),
+    "adam": ("Adam, lr 0.001", "adam", 0.001),
+}
+# The CfC paper's XOR models: units, then the layer options that torchlnn and ncps share.
+MODELS = {
+    "cfc": (192, {"backbone_units": 128, "backbone_layers": 1, "activation": "relu"}),
+    "cfc-nogate": (
+        128,
+        {
+            "backbone_units": 192,
+            "backbone_layers": 1,
+            "backbone_dropout": 0.3,
+            "activation": "silu",
+            "mode": "no_gate",
+        },
+    ),
 }
 
 
-def build(implementation: str) -> nn.Module:
+def build(implementation: str, model: str) -> nn.Module:
+    units, options = MODELS[model]
     if implementation == "torchlnn":
-        return torchlnn.CfC(1, UNITS, backbone_units=BACKBONE, backbone_layers=1, activation="relu")
+        return torchlnn.CfC(1, units, **options)
     import ncps.torch
 
-    return ncps.torch.CfC(1, UNITS, backbone_units=BACKBONE, backbone_layers=1, activation="relu")
+    return ncps.torch.CfC(1, units, **options)
 
 
 def states(implementation: str, rnn: nn.Module, x: torch.Tensor, ts: torch.Tensor) -> torch.Tensor:
@@ -54,7 +74,7 @@ def states(implementation: str, rnn: nn.Module, x: torch.Tensor, ts: torch.Tenso
         rnn.return_sequences = True
         output, _ = rnn(x, timespans=ts)
         return output
-    h = x.new_zeros(x.shape[0], UNITS)
+    h = x.new_zeros(x.shape[0], rnn.state_size)
     outputs = []
     for t in range(x.shape[1]):
         _, h = rnn.rnn_cell(x[:, t], h, ts[:, t : t + 1])  # elapsed time (B, 1)
@@ -70,7 +90,8 @@ def train(implementation: str, optimizer_name: str, lr: float, args) -> dict:
         data[name] = (split.inputs, split.timespans / PAD, last, split.targets.float())
 
     torch.manual_seed(args.seed)
-    rnn, head = build(implementation), nn.Linear(UNITS, 1)
+    units, _ = MODELS[args.model]
+    rnn, head = build(implementation, args.model), nn.Linear(units, 1)
     parameters = [*rnn.parameters(), *head.parameters()]
     if optimizer_name == "rmsprop":  # Keras's RMSprop: decay rate 0.9, epsilon 1e-7
         optimizer = torch.optim.RMSprop(parameters, lr=lr, alpha=0.9, eps=1e-7)
@@ -111,11 +132,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cfc",
+                        help="the CfC paper's XOR configuration to train (default: cfc)")
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS),
+                        default=list(SETTINGS), help="optimiser settings to train with")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     rows = []
-    for label, (optimizer_name, lr) in SETTINGS.items():
+    for label, optimizer_name, lr in (SETTINGS[name] for name in args.settings):
         for implementation in ("torchlnn", "ncps"):
             result = train(implementation, optimizer_name, lr, args)
             rows.append({"setting": label, "implementation": implementation, **result})
@@ -130,7 +155,8 @@ def main() -> None:
         f"{args.threads} thread{'s' if args.threads != 1 else ''}",
         "rows": rows,
     }
-    (RESULTS / "xor_optimizer_check.json").write_text(json.dumps(record, indent=2) + "\n")
+    stem = "xor_optimizer_check" if args.model == "cfc" else f"xor_optimizer_check_{args.model}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
 
     lines = [
         "| setting | implementation | training loss per epoch | validation accuracy (%) "
@@ -146,10 +172,10 @@ def main() -> None:
         )
     lines += [
         "",
-        f"{args.streams:,} training streams, {args.epochs} epochs, batch {args.batch_size}, "
-        f"seed {args.seed}; `{command}` on {record['machine']}.",
+        f"Model {args.model}: {args.streams:,} training streams, {args.epochs} epochs, batch "
+        f"{args.batch_size}, seed {args.seed}; `{command}` on {record['machine']}.",
     ]
-    (RESULTS / "xor_optimizer_check.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -86,3 +86,28 @@ def test_cli_registers_the_command():
     )
     assert (args.name, args.model, args.seeds, args.cfg_epochs) == ("xor", "cfc-mixed", 2, 3)
     assert sorted(EXPERIMENTS) == ["halfcheetah", "speed", "xor"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "--epochs must be at least 1, got 0."),
+        ("--batch-size", "0", "--batch-size must be at least 1, got 0."),
+        ("--threads", "0", "--threads must be at least 1, got 0"),
+        ("--lr", "-1", "--lr must be positive, got -1.0."),
+    ],
+)
+def test_cli_rejects_invalid_value_before_training(tmp_path, capsys, option, value, message):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        ["experiment", "xor", "--model", "cfc", "--results-dir", str(tmp_path / "results"),
+         "--runs-root", str(tmp_path / "runs"), option, value]
+    )
+
+    status = args.func(args)
+
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+    assert not (tmp_path / "runs").exists()

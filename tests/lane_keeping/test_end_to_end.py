@@ -309,6 +309,23 @@ def test_cli_passes_training_options(tmp_path, monkeypatch):
     assert seen["config"].patience == 6
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--epochs", "0", "epochs must be at least 1, got 0"),
+        ("--episode-steps", "0", "episode_steps must be at least 1, got 0"),
+        ("--threads", "0", "threads must be at least 1, got 0"),
+        ("--eval-distance", "0", "eval_distance is in metres and must be positive, got 0.0"),
+    ],
+)
+def test_cli_rejects_nonpositive_counts(tmp_path, capsys, option, value, message):
+    status = cli_main(["lane-keeping", option, value, "--runs-root", str(tmp_path)])
+
+    assert status == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "lane-keeping").exists()  # nothing started
+
+
 def test_cli_rejects_invalid_setting_with_message(tmp_path, capsys):
     status = cli_main(["lane-keeping", "--patience", "0", "--runs-root", str(tmp_path)])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment and print the model's row."""
-    from torchlnn.experiments.runner import run_experiment
+    from torchlnn.experiments.runner import experiment_config, get_spec, run_experiment
     from torchlnn.experiments.specs import ExperimentConfig
 
     if args.seeds < 1:
@@ -50,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         if key.startswith("cfg_") and key[len("cfg_") :] in ExperimentConfig.__dataclass_fields__
     }
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    try:
+        experiment_config(get_spec(args.name), args.model, seeds[0], overrides)
+    except ValueError as error:
+        print(f"torchlnn experiment: error: {error}", file=sys.stderr)
+        return 2
     row = run_experiment(
         args.name,
         args.model,

@@ -8,6 +8,7 @@ then merges the model's row into ``<results_dir>/<experiment>.json`` and rewrite
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _datetime
 import json
 import shlex
@@ -115,11 +116,7 @@ def run_experiment(
     results: list[RunResult] = []
     configs: list[ExperimentConfig] = []
     for seed in seeds:
-        config = spec.config_for(model, seed)
-        for key, value in (overrides or {}).items():
-            if not hasattr(config, key):
-                raise ValueError(f"Unknown config field {key!r} in overrides.")
-            setattr(config, key, value)
+        config = experiment_config(spec, model, seed, overrides)
         configs.append(config)
         results.append(train_and_test(config, lambda config=config: build_run(spec, config)))
 
@@ -127,6 +124,17 @@ def run_experiment(
     if is_main_process():
         write_row(spec, model, row, results_dir)
     return row
+
+
+def experiment_config(
+    spec: ExperimentSpec, model: str, seed: int, overrides: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """Return the config of one seed with ``overrides`` applied; ValueError for a bad value."""
+    config = spec.config_for(model, seed)
+    for key in overrides or {}:
+        if not hasattr(config, key):
+            raise ValueError(f"Unknown config field {key!r} in overrides.")
+    return dataclasses.replace(config, **(overrides or {}))  # __post_init__ checks the values
 
 
 def summarise(

@@ -85,6 +85,20 @@ class TrainConfig:
     # Trained cells can produce them, and CPU arithmetic on them is many times slower.
     flush_denormal: bool = field(default=True, metadata=NOT_IN_HASH)
 
+    def __post_init__(self) -> None:
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, value in counts.items():
+            if value < 1:
+                option = "--" + name.replace("_", "-")
+                raise ValueError(f"{option} must be at least 1, got {value}.")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(
+                f"--threads must be at least 1, got {self.threads}; leave it out to keep "
+                "PyTorch's default."
+            )
+        if not self.lr > 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}.")
+
 
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Return the config's fields as a JSON-serialisable dict."""

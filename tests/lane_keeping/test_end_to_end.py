@@ -81,6 +81,10 @@ def test_tiny_run_writes_complete_report(tiny_run):
     channels = record["stages"]["analyse"]["models"]["ncp-ltc"]["conv_channels"]
     assert channels == [24, 36, 48, 64, 8]
     assert f"| {round(live[-1] * 8)} of 8 |" in report
+    clean = record["stages"]["evaluate"]["ncp-ltc | clean"]["summary"]
+    kilometres = clean["distance_m"] / 1000
+    assert f"moves its rate by {1 / kilometres:.1f} per km" in report
+    assert "one run does not rank the models" in report
 
 
 @pytest.mark.slow

@@ -183,6 +183,15 @@ def _answer(record: dict[str, Any], models: list[str], conditions: list[str]) ->
             sentences.append(
                 f"With {condition} frames {verdict} (departures per km: {ranked})."
             )
+        ncp_clean = _evaluation(record, "ncp-ltc", conditions[0])
+        if ncp_clean is not None and ncp_clean["distance_m"] > 0:
+            kilometres = ncp_clean["distance_m"] / 1000
+            sentences.append(
+                f"Each model drove {kilometres:.1f} km per condition, so one departure more or "
+                f"less moves its rate by {1 / kilometres:.1f} per km. Runs with other seeds, or "
+                "only another thread count, can differ by that much, so one run does not rank "
+                "the models: compare several --seed values."
+            )
     return sentences
 
 

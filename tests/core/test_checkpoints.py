@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 
@@ -23,6 +24,16 @@ def test_loading_checkpoint_of_another_wiring_raises_clear_error():
     assert (sparse.rnn_cell.sparsity_mask.numpy() == (sparse.wiring.adjacency_matrix != 0)).all()
     x = torch.randn(2, 5, 4)
     assert not torch.allclose(dense(x)[0], sparse(x)[0])
+
+    # The effective connectivity is still the AutoNCP's: one unfold's Jacobian of the new
+    # state with respect to the old one is zero wherever the wiring has no synapse.
+    cell = sparse.rnn_cell.double()
+    cell.ode_unfolds = 1
+    inputs = torch.randn(4, dtype=torch.float64)
+    state = torch.randn(12, dtype=torch.float64)
+    d_state = torch.autograd.functional.jacobian(lambda v: cell(inputs, v)[1], state)
+    expected = (sparse.wiring.adjacency_matrix != 0).T | np.eye(12, dtype=bool)
+    assert ((d_state.abs() > 1e-12).numpy() == expected).all()
 
 
 def test_loading_wired_cfc_checkpoint_of_another_wiring_raises():

@@ -136,6 +136,8 @@ class LaneKeepingConfig:
             )
         if self.patience < 1:
             raise ValueError(f"patience counts epochs and must be at least 1, got {self.patience}.")
+        from torchlnn.training.config import check_counts  # the training package loads Lightning
+
         counts = {
             "epochs": self.epochs,
             "episode_steps": self.episode_steps,
@@ -143,17 +145,11 @@ class LaneKeepingConfig:
             "stride": self.stride,
             "batch_size": self.batch_size,
         }
-        for name, value in counts.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(
-                f"threads must be at least 1, got {self.threads}; leave it out to keep "
-                "PyTorch's default."
-            )
+        check_counts(counts, threads=("threads", self.threads))
         if not self.eval_distance > 0:
-            raise ValueError(f"eval_distance is in metres and must be positive, got "
-                             f"{self.eval_distance}.")
+            raise ValueError(
+                f"eval_distance is in metres and must be positive, got {self.eval_distance}."
+            )
         if any(not 0 < v for v in self.noise_variances):
             raise ValueError(f"noise_variances must be positive, got {self.noise_variances}.")
         self.models = tuple(self.models)

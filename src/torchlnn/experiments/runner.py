@@ -129,12 +129,15 @@ def run_experiment(
 def experiment_config(
     spec: ExperimentSpec, model: str, seed: int, overrides: dict[str, Any] | None = None
 ) -> ExperimentConfig:
-    """Return the config of one seed with ``overrides`` applied; ValueError for a bad value."""
+    """Return the config of one seed with ``overrides`` applied.
+
+    Raises ValueError for an unknown field or a value that the config rejects.
+    """
     config = spec.config_for(model, seed)
     for key in overrides or {}:
         if not hasattr(config, key):
             raise ValueError(f"Unknown config field {key!r} in overrides.")
-    return dataclasses.replace(config, **(overrides or {}))  # __post_init__ checks the values
+    return dataclasses.replace(config, **(overrides or {}))  # runs the config's checks
 
 
 def summarise(

@@ -86,18 +86,28 @@ class TrainConfig:
     flush_denormal: bool = field(default=True, metadata=NOT_IN_HASH)
 
     def __post_init__(self) -> None:
-        counts = {"epochs": self.epochs, "batch_size": self.batch_size}
-        for name, value in counts.items():
-            if value < 1:
-                option = "--" + name.replace("_", "-")
-                raise ValueError(f"{option} must be at least 1, got {value}.")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(
-                f"--threads must be at least 1, got {self.threads}; leave it out to keep "
-                "PyTorch's default."
-            )
+        check_counts(
+            {"--epochs": self.epochs, "--batch-size": self.batch_size},
+            threads=("--threads", self.threads),
+        )
         if not self.lr > 0:
             raise ValueError(f"--lr must be positive, got {self.lr}.")
+
+
+def check_counts(counts: dict[str, int], threads: tuple[str, int | None]) -> None:
+    """Raise ValueError for a count below 1 or a thread count below 1 (None is allowed).
+
+    ``counts`` maps the name to show in the message to the value. ``threads`` is the name and
+    value of a torch thread setting, where None keeps PyTorch's default.
+    """
+    for name, value in counts.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
+    name, value = threads
+    if value is not None and value < 1:
+        raise ValueError(
+            f"{name} must be at least 1, got {value}. Leave it out to keep PyTorch's default."
+        )
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -262,12 +262,16 @@ def test_layer_declines_where_no_fast_path_exists():
     declined = {
         "mixed memory": (torchlnn.CfC(INPUTS, 6, mixed_memory=True), {}),
         "adaptive solver": (torchlnn.LTC(INPUTS, 6, solver="adaptive"), {}),
-        "dropout in training": (torchlnn.CfC(INPUTS, 6, backbone_dropout=0.3), {}),
         "elapsed time with grad": (torchlnn.LTC(INPUTS, 6), {"dt": dt}),
     }
     for reason, (layer, extra) in declined.items():
         run_fast = layer._run_fast(x, h0, extra.get("dt", 1.0), None, True)
         assert run_fast is None, reason
+    # Active dropout runs fast only where autograd records: without it no masks are drawn.
+    dropout = torchlnn.CfC(INPUTS, 6, backbone_dropout=0.3)
+    with torch.no_grad():
+        assert dropout._run_fast(x, h0, 1.0, None, True) is None
+    assert dropout._run_fast(x, h0, 1.0, None, True) is not None
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torchlnn.LTC(INPUTS, 6)._run_fast(x, h0, 1.0, None, True) is None
     half = torchlnn.LTC(INPUTS, 6).to(torch.bfloat16)
@@ -301,3 +305,102 @@ def test_inference_mode_then_no_grad_agree():
         first = layer(x)[0]
     layer(x)[0].sum().backward()
     torch.testing.assert_close(first.clone(), layer(x)[0].detach(), rtol=0, atol=0)
+
+
+class FixedDropout(torch.nn.Module):
+    """Stands in for one ``nn.Dropout`` of the reference: call t multiplies by ``masks[t]``."""
+
+    def __init__(self, masks: torch.Tensor):
+        super().__init__()
+        self.masks, self.calls = masks, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        mask = self.masks[self.calls]
+        self.calls += 1
+        return z * mask
+
+
+DROPOUT_LAYERS = {
+    "lecun_tanh-1": dict(activation="lecun_tanh", backbone_layers=1),
+    "tanh-2": dict(activation="tanh", backbone_layers=2),
+    "relu-2-pure": dict(activation="relu", backbone_layers=2, mode="pure"),
+    "gelu-1-no_gate": dict(activation="gelu", backbone_layers=1, mode="no_gate"),
+    "silu-1": dict(activation="silu", backbone_layers=1),
+}
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+@pytest.mark.parametrize("name", sorted(DROPOUT_LAYERS))
+def test_fast_path_with_dropout_matches_reference_with_the_same_masks(name, option, monkeypatch):
+    from torchlnn.cells import _cfc_fast
+
+    torch.manual_seed(0)
+    timespans, lengths, return_sequences = OPTIONS[option]
+    layer = torchlnn.CfC(
+        INPUTS, 5, backbone_units=7, backbone_dropout=0.4, return_sequences=return_sequences,
+        **DROPOUT_LAYERS[name],
+    ).double()
+    layer.train()
+    x = torch.randn(3, 5, INPUTS, dtype=torch.float64)
+    h0 = 0.5 * torch.randn(3, layer.state_size, dtype=torch.float64)
+    if timespans == "tensor":
+        timespans = 0.2 + 1.6 * torch.rand(3, 5, dtype=torch.float64)
+
+    # The fast path's masks, drawn once: (T, B, width) per backbone layer.
+    layers = layer.rnn_cell.backbone_layers
+    masks = [(torch.rand(5, 3, 7, dtype=torch.float64) > 0.4) / 0.6 for _ in range(layers)]
+    assert all(0 < int(m.eq(0).sum()) < m.numel() for m in masks)
+    drawn = []
+
+    def draw(cell, stages, steps, batch, like):
+        drawn.append((steps, batch))
+        values = iter(masks)
+        return [None if stage.closed_form else next(values) for stage in stages]
+
+    monkeypatch.setattr(_cfc_fast, "draw_dropout_masks", draw)
+    fast = run(layer, x, h0, timespans, lengths, fast=True)
+    assert drawn == [(5, 3)], "the fast path did not run"
+
+    backbone = layer.rnn_cell.backbone
+    dropouts = [i for i, m in enumerate(backbone) if isinstance(m, torch.nn.Dropout)]
+    assert len(dropouts) == layers
+    for index, mask in zip(dropouts, masks):
+        backbone[index] = FixedDropout(mask)
+    reference = run(layer, x, h0, timespans, lengths, fast=False)
+    assert all(backbone[i].calls == 5 for i in dropouts)
+
+    torch.testing.assert_close(fast[0], reference[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast[1], reference[1], rtol=1e-10, atol=1e-12)
+    names = ["x", "h0"] + [n for n, _ in layer.named_parameters()]
+    for grad_name, got, expected in zip(names, fast[2], reference[2]):
+        if expected is None or torch.count_nonzero(expected) == 0:
+            assert got is None or torch.count_nonzero(got) == 0, grad_name
+            continue
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
+
+
+def test_dropout_masks_drop_the_share_asked_and_keep_the_mean():
+    from torchlnn.cells import _cfc_fast
+
+    torch.manual_seed(0)
+    cell = CfCCell(INPUTS, 5, backbone_units=50, backbone_layers=2, backbone_dropout=0.3)
+    program = _cfc_fast.dense_program(cell, 1.0)
+    masks = _cfc_fast.draw_dropout_masks(cell, program.stages, 200, 40, torch.zeros(1))
+    assert [m is None for m in masks] == [False, False, True]
+    for mask in masks[:2]:
+        assert mask.shape == (200, 40, 50)
+        assert torch.unique(mask).tolist() == [0.0, pytest.approx(1 / 0.7)]
+        assert abs(mask.eq(0).double().mean().item() - 0.3) < 0.01
+        assert abs(mask.double().mean().item() - 1.0) < 0.02
+    cell.eval()
+    assert _cfc_fast.draw_dropout_masks(cell, program.stages, 3, 2, torch.zeros(1)) is None
+
+
+def test_dropout_changes_training_runs_and_not_evaluation_runs():
+    torch.manual_seed(0)
+    layer = torchlnn.CfC(INPUTS, 5, backbone_dropout=0.5)
+    x = torch.randn(2, 6, INPUTS)
+    first, second = layer(x)[0], layer(x)[0]
+    assert not torch.allclose(first, second)
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], layer(x)[0], rtol=0, atol=0)

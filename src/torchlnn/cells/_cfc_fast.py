@@ -362,11 +362,36 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
         return _CACHE.get(cell, dt, build)
 
 
-def supports_fast_path(cell) -> bool:
-    """Return False where only the reference applies: dropout that is active, or a PyTorch
-    without the fast paths (see ``FAST_PATHS_SUPPORTED``)."""
-    dropout = getattr(cell, "backbone_dropout", 0.0)
-    return FAST_PATHS_SUPPORTED and not (cell.training and dropout > 0.0)
+def dropout_active(cell) -> bool:
+    """Return whether the cell's backbone dropout is active (training mode, probability > 0)."""
+    return cell.training and getattr(cell, "backbone_dropout", 0.0) > 0.0
+
+
+def supports_fast_path(cell, record: bool = False) -> bool:
+    """Return False where only the reference applies: a PyTorch without the fast paths (see
+    ``FAST_PATHS_SUPPORTED``), or active dropout where autograd does not record (the single
+    step and the inference loop draw no masks). ``record``: whether autograd records the run.
+    """
+    return FAST_PATHS_SUPPORTED and (record or not dropout_active(cell))
+
+
+def draw_dropout_masks(cell, stages, steps: int, batch: int, like: Tensor):
+    """Return the backbone dropout multipliers of a recorded run, or None without dropout.
+
+    One (T, B, width) tensor per activation stage (None for a closed form), drawn before the
+    loop: each entry is 0 with the dropout probability p, else ``1 / (1 - p)``, as
+    ``nn.Dropout`` scales. The reference draws its masks step by step, so the two paths use
+    the random stream differently and agree in distribution, not sample by sample.
+    """
+    if not dropout_active(cell):
+        return None
+    keep = 1.0 - cell.backbone_dropout
+    return [
+        None
+        if stage.closed_form
+        else like.new_empty(steps, batch, stage.width).bernoulli_(keep).div_(keep)
+        for stage in stages
+    ]
 
 
 def constants_like(like: Tensor) -> dict[str, Tensor]:
@@ -392,11 +417,16 @@ class _StageRun:
     contains what the backward needs: the sigmoids of a sigmoid-form activation or of a
     "default" or "no_gate" closed form (in its first 3H columns), or else the pre-activation.
     "pure" also keeps its decay factor in ``decay[t]``. With ``steps=None`` (inference) one
-    buffer serves every step.
+    buffer serves every step. ``dropout`` (T, B, width), for an activation stage of a recorded
+    run, multiplies the output at each step (see ``draw_dropout_masks``).
     """
 
-    def __init__(self, stage: Stage, steps: int | None, batch: int, like: Tensor):
+    def __init__(
+        self, stage: Stage, steps: int | None, batch: int, like: Tensor, dropout=None
+    ):
         self.stage = stage
+        self.dropout_buffer = dropout
+        self.dropout = dropout.unbind(0) if dropout is not None else None
         kind, rows, width = stage.kind, stage.rows, stage.width
         buffer = like.new_empty(steps or 1, batch, rows)
         self.buffer = buffer
@@ -425,16 +455,9 @@ class _StageRun:
         """
         kind = self.stage.kind
         pre = self.pre[t]
-        if kind in SIGMOID_FORMS:
-            _, output_scale, _ = SIGMOID_FORMS[kind]
-            s = pre.sigmoid_()
-            return torch.add(constants[kind], s, alpha=output_scale, out=self.output)
-        if kind == "relu":
-            return torch.clamp_min(pre, 0.0, out=self.output)
-        if kind == "gelu":
-            return F.gelu(pre)
-        if kind == "silu":
-            return F.silu(pre)
+        if not self.stage.closed_form:
+            z = self._activation(pre, constants)
+            return z if self.dropout is None else z.mul_(self.dropout[t])
         if kind == "pure":
             magnitude, amplitude = pure
             decay = torch.add(pre.abs(), magnitude, out=self.decay[t]).mul_(-dt).exp_()
@@ -450,16 +473,28 @@ class _StageRun:
             return torch.lerp(self.tanh_1, self.tanh_2, gate, out=out)
         return torch.addcmul(self.tanh_1, gate, self.tanh_2, out=out)
 
+    def _activation(self, pre: Tensor, constants) -> Tensor:
+        """Apply a backbone activation to ``pre``; a sigmoid form keeps its sigmoid there."""
+        kind = self.stage.kind
+        if kind in SIGMOID_FORMS:
+            _, output_scale, _ = SIGMOID_FORMS[kind]
+            return torch.add(constants[kind], pre.sigmoid_(), alpha=output_scale, out=self.output)
+        if kind == "relu":
+            return torch.clamp_min(pre, 0.0, out=self.output)
+        return F.gelu(pre) if kind == "gelu" else F.silu(pre)
+
     def outputs(self) -> Tensor:
         """Return the output at every step (T, B, width) of an activation stage, recomputed
         from what the forward kept."""
         kind, saved = self.stage.kind, self.buffer
         if kind in SIGMOID_FORMS:
             _, output_scale, shift = SIGMOID_FORMS[kind]
-            return saved * output_scale + shift
-        if kind == "relu":
-            return torch.relu(saved)
-        return F.gelu(saved) if kind == "gelu" else F.silu(saved)
+            z = saved * output_scale + shift
+        elif kind == "relu":
+            z = torch.relu(saved)
+        else:
+            z = F.gelu(saved) if kind == "gelu" else F.silu(saved)
+        return z if self.dropout_buffer is None else z.mul_(self.dropout_buffer)
 
 
 class _StageGrad:
@@ -494,6 +529,8 @@ class _StageGrad:
         kind, run = self.stage.kind, self.run
         grad_pre = self.grad_pre[t]
         saved = run.pre[t]
+        if run.dropout is not None:  # z = m act(p): d(loss)/d(act) = m d(loss)/dz
+            grad = grad * run.dropout[t]
         if kind in SIGMOID_FORMS:
             _, output_scale, _ = SIGMOID_FORMS[kind]
             return torch.ops.aten.sigmoid_backward.grad_input(
@@ -633,7 +670,8 @@ class CfCSequence(torch.autograd.Function):
     * ``stages``, static, and ``keep``: return every state, else only the last;
     * the number of input terms, the number of steps T (a wiring may have no input term),
       ``y0`` (B, N) and ``dt``, a float or a (T, B, 1) tensor without gradient;
-    * ``mask``, (T, B, 1) of 0/1 or None, and a dict of 0-d constants;
+    * ``mask``, (T, B, 1) of 0/1 or None; ``dropout``, the per-stage multipliers of
+      ``draw_dropout_masks`` or None; and a dict of 0-d constants;
     * the input terms (T, B, rows) of the stages that read the input, then
       ``Program.loop_tensors()``.
 
@@ -641,12 +679,13 @@ class CfCSequence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, stages, keep, input_count, steps, y0, dt, mask, constants, *tensors):
+    def forward(ctx, stages, keep, input_count, steps, y0, dt, mask, dropout, constants, *tensors):
         inputs_flat, loop = tensors[:input_count], list(tensors[input_count:])
         batch = y0.shape[0]
         weights = split_tensors(stages, loop)
         inputs = _per_stage_inputs(stages, inputs_flat)
-        runs = [_StageRun(stage, steps, batch, y0) for stage in stages]
+        dropout = dropout or [None] * len(stages)
+        runs = [_StageRun(s, steps, batch, y0, m) for s, m in zip(stages, dropout)]
 
         states = y0.new_empty(steps + 1, batch, y0.shape[1])  # y_0 .. y_T
         states[0] = y0
@@ -784,6 +823,7 @@ class CfCSequence(torch.autograd.Function):
             None,
             None,
             None,
+            None,
             *grad_inputs,
             *grad_state_weights,
             *grad_fresh_weights,
@@ -848,14 +888,17 @@ def run_sequence(
 
     if record:
         inputs = program.input_terms(x_time)  # each (T, B, rows)
+        steps, batch = x_time.shape[:2]
+        dropout = draw_dropout_masks(cell, program.stages, steps, batch, y0)
         result = CfCSequence.apply(
             program.stages,
             keep,
             len(inputs),
-            x_time.shape[0],
+            steps,
             y0,
             dt_time,
             mask_time,
+            dropout,
             prepared.constants,
             *inputs,
             *program.loop_tensors(),

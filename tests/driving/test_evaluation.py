@@ -81,6 +81,14 @@ def test_policy_is_reset_once_per_seed():
     assert policy.resets == 3
 
 
+def test_progress_bar_names_its_job_and_counts_metres_without_a_rate(capsys):
+    evaluate(ConstantPolicy(0.0), seeds=[1], distance=20.0, description="evaluate 2/8: cnn")
+    bar = capsys.readouterr().err
+    assert "evaluate 2/8: cnn" in bar
+    assert "/20 m [" in bar
+    assert "m/s" not in bar  # a rate of road metres per second would read like the speed
+
+
 def test_every_policy_gets_the_same_roads_and_noise():
     first, second = RecordingPolicy(), RecordingPolicy()
     result_a = evaluate(first, seeds=[4], distance=20.0, perturbations=["noise:0.1"],

@@ -85,6 +85,11 @@ def test_tiny_run_writes_complete_report(tiny_run):
     kilometres = clean["distance_m"] / 1000
     assert f"moves its rate by {1 / kilometres:.1f} per km" in report
     assert "one run does not rank the models" in report
+    conditions = record["conditions"]  # behind the wall times: threads and load per stage
+    assert list(conditions) == ["collect", "train", "evaluate", "analyse"]
+    assert all(entry["torch_threads"] >= 1 for entry in conditions.values())
+    assert "Torch threads: " in report
+    assert "Load average at the end of each stage: collect " in report
 
 
 @pytest.mark.slow
@@ -109,10 +114,13 @@ def test_report_shows_share_for_older_record(tiny_run, tmp_path):
     for summary in record["stages"]["analyse"]["models"].values():
         del summary["conv_channels"]  # as written before channel counts were stored
     record["stages"]["analyse"]["models"]["cnn"]["live_channels"] = [1.0, 1.0, 1.0, 1.0, 0.375]
+    del record["conditions"]  # runs recorded before threads and load were stored
 
     report = write_report(tmp_path, record).read_text()
 
     assert "| 38% |" in report
+    assert "Torch threads" not in report
+    assert "Wall time per stage: collect" in report
     assert " of 8 |" not in report
 
 

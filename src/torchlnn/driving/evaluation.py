@@ -270,6 +270,7 @@ def evaluate(
     name: str | None = None,
     keep_traces: bool = True,
     progress: bool = True,
+    description: str | None = None,
 ) -> EvaluationResult:
     """Drive ``policy`` for ``distance`` metres on each seed and compute its metrics.
 
@@ -285,6 +286,7 @@ def evaluate(
         name: name of the policy in the results; defaults to its class name.
         keep_traces: keep per-step traces for plots and ``.npz`` output.
         progress: show a progress bar.
+        description: the progress bar's label; defaults to ``"evaluate NAME"``.
     """
     if distance <= 0:
         raise ValueError(f"distance must be positive metres, got {distance}")
@@ -310,8 +312,15 @@ def evaluate(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=int(round(len(seeds) * distance)), unit="m", desc=f"evaluate {name}",
-               disable=not progress, leave=False)
+    # The bar counts metres of road; it shows no rate, which would read like the car's speed.
+    layout = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} m [{elapsed}<{remaining}]"
+    bar = tqdm(
+        total=int(round(len(seeds) * distance)),
+        desc=description or f"evaluate {name}",
+        bar_format=layout,
+        disable=not progress,
+        leave=False,
+    )
     per_seed: list[dict[str, Any]] = []
     traces: list[Trace] = []
     try:

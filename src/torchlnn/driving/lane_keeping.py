@@ -298,6 +298,12 @@ class Run:
     def finish(self, stage: str, value: Any, seconds: float) -> None:
         self.record["stages"][stage] = value
         self.record["timings"][stage] = round(seconds, 1)
+        # Wall times depend on the threads and on other programs sharing the cores.
+        self.record.setdefault("conditions", {})[stage] = {
+            "torch_threads": torch.get_num_threads(),
+            "load_average": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
+            "cpus": os.cpu_count(),
+        }
         self.save()
 
 
@@ -506,31 +512,36 @@ def evaluate_stage(run: Run, trained: dict[str, Any]) -> dict[str, Any]:
     for kind, entry in trained.items():
         drivers[kind] = lambda path=entry["policy_file"]: PolicyDriver(load_policy(path))
 
-    for name, make in drivers.items():
-        for condition, perturbations in conditions:
-            key = f"{name} | {condition}"
-            if key in results:
-                continue
-            outcome = evaluate(
-                make(),
-                env=config.env,
-                seeds=config.eval_seeds,
-                distance=config.eval_distance,
-                perturbations=perturbations,
-                name=name,
-                keep_traces=condition == "clean",
-                progress=config.progress,
-            )
-            stem = f"{name}-{condition.replace(' ', '-')}"
-            outcome.save(folder, stem=stem, plot=condition == "clean")
-            results[key] = {
-                "policy": name,
-                "condition": condition,
-                "summary": outcome.summary,
-                "plot": str(folder / f"{stem}.png") if condition == "clean" else None,
-            }
-            run.record["stages"]["evaluate"] = results
-            run.save()
+    jobs = [
+        (name, make, condition, perturbations)
+        for name, make in drivers.items()
+        for condition, perturbations in conditions
+    ]
+    for number, (name, make, condition, perturbations) in enumerate(jobs, start=1):
+        key = f"{name} | {condition}"
+        if key in results:
+            continue
+        outcome = evaluate(
+            make(),
+            env=config.env,
+            seeds=config.eval_seeds,
+            distance=config.eval_distance,
+            perturbations=perturbations,
+            name=name,
+            keep_traces=condition == "clean",
+            progress=config.progress,
+            description=f"evaluate {number}/{len(jobs)}: {name}, {condition}",
+        )
+        stem = f"{name}-{condition.replace(' ', '-')}"
+        outcome.save(folder, stem=stem, plot=condition == "clean")
+        results[key] = {
+            "policy": name,
+            "condition": condition,
+            "summary": outcome.summary,
+            "plot": str(folder / f"{stem}.png") if condition == "clean" else None,
+        }
+        run.record["stages"]["evaluate"] = results
+        run.save()
     return results
 
 
@@ -606,5 +617,9 @@ def run_lane_keeping(
     run.record["wall_seconds"] = round(sum(run.record["timings"].values()), 1)
     run.save()
     write_report(run.folder, run.record)
-    print(f"[lane-keeping] report: {run.folder / REPORT_FILE}", flush=True)
+    print(
+        f"[lane-keeping] report: {run.folder / REPORT_FILE} (also as report.html, figures in "
+        "figures/)",
+        flush=True,
+    )
     return run.folder

@@ -226,6 +226,28 @@ def _rates(trained: dict[str, Any]) -> str:
     return ", ".join(f"{entry.get('lr')} ({kind})" for kind, entry in trained.items())
 
 
+def _conditions(record: dict[str, Any]) -> str:
+    """Return the sentence on threads and load behind the wall times, or "" for older runs."""
+    conditions = record.get("conditions")
+    if not conditions:
+        return ""
+    threads = sorted({c["torch_threads"] for c in conditions.values()})
+    cpus = next(iter(conditions.values()))["cpus"]
+    loads = ", ".join(
+        f"{stage} {c['load_average']:g}"
+        for stage, c in conditions.items()
+        if c.get("load_average") is not None
+    )
+    text = f" Torch threads: {', '.join(str(t) for t in threads)}."
+    if loads:
+        text += (
+            f" Load average at the end of each stage: {loads}, on {cpus} CPU cores; a load"
+            " above the core count means other programs shared them and the times are longer"
+            " than on an idle machine."
+        )
+    return text
+
+
 def write_report(folder: Path, record: dict[str, Any]) -> Path:
     """Write ``report.md`` and ``report.html`` into ``folder``; return the Markdown path."""
     config = record["config"]
@@ -355,7 +377,7 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
         f"Seed {config['seed']}; torchlnn {record.get('torchlnn_version')}, torch "
         f"{record.get('torch_version')}; {platform.machine()} with {os.cpu_count()} CPU cores.",
         "Wall time per stage: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
-        + f"; total {sum(timings.values()) / 60:.1f} min.",
+        + f"; total {sum(timings.values()) / 60:.1f} min." + _conditions(record),
     ])
 
     markdown_path = folder / "report.md"

@@ -44,7 +44,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    TQDMProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -161,6 +166,16 @@ class RandomStateCallback(Callback):
         torch.set_rng_state(state_dict["torch"])
         if state_dict.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger version ``v_num``, which reads like a
+    metric (the CSV logger's version is the attempt folder, e.g. ``attempt-0``)."""
+
+    def get_metrics(self, trainer, pl_module):
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class EpochTimer(Callback):
@@ -432,6 +447,8 @@ def build_trainer(
     )
     timer = EpochTimer()
     all_callbacks: list[Callback] = [checkpoint, timer, RandomStateCallback(), *callbacks]
+    if config.progress_bar:
+        all_callbacks.append(ProgressBar())
     if config.early_stopping_patience is not None:
         all_callbacks.append(
             EarlyStopping(

@@ -81,7 +81,7 @@ def test_policy_is_reset_once_per_seed():
     assert policy.resets == 3
 
 
-def test_progress_bar_names_its_job_and_counts_metres_without_a_rate(capsys):
+def test_progress_bar_label_and_metres(capsys):
     evaluate(ConstantPolicy(0.0), seeds=[1], distance=20.0, description="evaluate 2/8: cnn")
     bar = capsys.readouterr().err
     assert "evaluate 2/8: cnn" in bar

@@ -331,7 +331,7 @@ DROPOUT_LAYERS = {
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 @pytest.mark.parametrize("name", sorted(DROPOUT_LAYERS))
-def test_fast_path_with_dropout_matches_reference_with_the_same_masks(name, option, monkeypatch):
+def test_dropout_fast_path_with_shared_masks(name, option, monkeypatch):
     from torchlnn.cells import _cfc_fast
 
     torch.manual_seed(0)
@@ -379,7 +379,7 @@ def test_fast_path_with_dropout_matches_reference_with_the_same_masks(name, opti
         torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
 
 
-def test_dropout_masks_drop_the_share_asked_and_keep_the_mean():
+def test_dropout_masks_share_and_mean():
     from torchlnn.cells import _cfc_fast
 
     torch.manual_seed(0)
@@ -396,7 +396,7 @@ def test_dropout_masks_drop_the_share_asked_and_keep_the_mean():
     assert _cfc_fast.draw_dropout_masks(cell, program.stages, 3, 2, torch.zeros(1)) is None
 
 
-def test_dropout_changes_training_runs_and_not_evaluation_runs():
+def test_dropout_training_and_eval_runs():
     torch.manual_seed(0)
     layer = torchlnn.CfC(INPUTS, 5, backbone_dropout=0.5)
     x = torch.randn(2, 6, INPUTS)

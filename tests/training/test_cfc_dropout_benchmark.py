@@ -40,7 +40,7 @@ def test_cfc_dropout_benchmark_writes_record(tmp_path):
     assert record["settings"]["backbone_dropout"] == 0.3
 
 
-def test_cfc_dropout_benchmark_models_train_with_dropout_on_the_paths_named():
+def test_cfc_dropout_benchmark_models():
     module = load_script()
     models = module.build_models(units=8, layers=2, dropout=0.3)
     fast, reference = models["torchlnn fast path"], models["torchlnn reference"]

@@ -11,7 +11,7 @@ pytest.importorskip("lightning")
 from tests.training.helpers import environment, experiment_command  # noqa: E402
 
 
-def test_progress_bar_shows_losses_without_logger_version(tmp_path):
+def test_progress_bar_without_logger_version(tmp_path):
     command = experiment_command(
         tmp_path, "--model", "lstm", "--progress-bar", "true", "--epochs", "1"
     )

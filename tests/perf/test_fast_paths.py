@@ -392,15 +392,77 @@ def test_dropout_masks_share_and_mean():
         assert torch.unique(mask).tolist() == [0.0, pytest.approx(1 / 0.7)]
         assert abs(mask.eq(0).double().mean().item() - 0.3) < 0.01
         assert abs(mask.double().mean().item() - 1.0) < 0.02
+        # Every step and every sample gets its own mask.
+        assert not torch.equal(mask[0], mask[1])
+        assert not torch.equal(mask[:, 0], mask[:, 1])
+    assert not torch.equal(masks[0], masks[1])
     cell.eval()
     assert _cfc_fast.draw_dropout_masks(cell, program.stages, 3, 2, torch.zeros(1)) is None
 
 
-def test_dropout_training_and_eval_runs():
+def count_mask_draws(monkeypatch) -> list[int]:
+    """Count the fast path's mask draws (one per recorded run with active dropout)."""
+    from torchlnn.cells import _cfc_fast
+
+    draws = []
+    original = _cfc_fast.draw_dropout_masks
+
+    def counting(*args):
+        masks = original(*args)
+        draws.append(masks is not None)
+        return masks
+
+    monkeypatch.setattr(_cfc_fast, "draw_dropout_masks", counting)
+    return draws
+
+
+def test_dropout_training_and_eval_runs(monkeypatch):
+    draws = count_mask_draws(monkeypatch)
     torch.manual_seed(0)
     layer = torchlnn.CfC(INPUTS, 5, backbone_dropout=0.5)
     x = torch.randn(2, 6, INPUTS)
     first, second = layer(x)[0], layer(x)[0]
     assert not torch.allclose(first, second)
+    assert draws == [True, True]  # both training runs took the fast path with masks
     layer.eval()
     torch.testing.assert_close(layer(x)[0], layer(x)[0], rtol=0, atol=0)
+    assert draws == [True, True, False, False]
+
+
+def test_dropout_follows_the_dropout_modules(monkeypatch):
+    draws = count_mask_draws(monkeypatch)
+    torch.manual_seed(0)
+    layer = torchlnn.CfC(INPUTS, 5, backbone_layers=2, backbone_dropout=0.5)
+    dropouts = [m for m in layer.rnn_cell.backbone if isinstance(m, torch.nn.Dropout)]
+    x = torch.randn(2, 6, INPUTS)
+    layer.eval()
+    expected = layer(x)[0].detach()
+
+    # Training mode with the dropout modules switched off, or set to p = 0: no dropout.
+    layer.train()
+    for switch_off in (lambda m: m.eval(), lambda m: setattr(m, "p", 0.0)):
+        for module in dropouts:
+            module.train()
+            module.p = 0.5
+            switch_off(module)
+        torch.testing.assert_close(layer(x)[0].detach(), expected, rtol=1e-6, atol=1e-7)
+
+    # Monte Carlo dropout: the layer in eval() with its dropout modules in training mode.
+    layer.eval()
+    for module in dropouts:
+        module.train()
+        module.p = 0.5
+    recorded = [layer(x)[0].detach() for _ in range(2)]
+    with torch.no_grad():  # the reference, which applies the modules itself
+        unrecorded = [layer(x)[0] for _ in range(2)]
+    for first, second in (recorded, unrecorded):
+        assert not torch.allclose(first, second)
+    assert draws[-2:] == [True, True]
+
+    # Only the second layer drops: the first layer's mask is None.
+    from torchlnn.cells import _cfc_fast
+
+    dropouts[0].eval()
+    program = _cfc_fast.dense_program(layer.rnn_cell, 1.0)
+    masks = _cfc_fast.draw_dropout_masks(layer.rnn_cell, program.stages, 3, 2, x)
+    assert [m is None for m in masks] == [True, False, True]

@@ -362,9 +362,25 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
         return _CACHE.get(cell, dt, build)
 
 
+def dropout_probabilities(cell) -> list[float]:
+    """Return the active dropout probability after each backbone layer (0.0 where off).
+
+    The backbone's ``nn.Dropout`` modules decide, as in the reference: each follows its own
+    ``training`` flag and ``p``, so a module switched to ``eval()`` or set to ``p = 0`` drops
+    nothing, and one left in training mode drops even when the cell is in ``eval()``. A cell
+    without dropout modules (a wired CfC, or no dropout) gives an empty list.
+    """
+    backbone = getattr(cell, "backbone", ())
+    return [
+        module.p if module.training else 0.0
+        for module in backbone
+        if isinstance(module, torch.nn.Dropout)
+    ]
+
+
 def dropout_active(cell) -> bool:
-    """Return whether the cell's backbone dropout is active (training mode, probability > 0)."""
-    return cell.training and getattr(cell, "backbone_dropout", 0.0) > 0.0
+    """Return whether any of the cell's backbone dropout modules drops units now."""
+    return any(p > 0.0 for p in dropout_probabilities(cell))
 
 
 def supports_fast_path(cell, record: bool = False) -> bool:
@@ -378,20 +394,29 @@ def supports_fast_path(cell, record: bool = False) -> bool:
 def draw_dropout_masks(cell, stages, steps: int, batch: int, like: Tensor):
     """Return the backbone dropout multipliers of a recorded run, or None without dropout.
 
-    One (T, B, width) tensor per activation stage (None for a closed form), drawn before the
-    loop: each entry is 0 with the dropout probability p, else ``1 / (1 - p)``, as
-    ``nn.Dropout`` scales. The reference draws its masks step by step, so the two paths use
-    the random stream differently and agree in distribution, not sample by sample.
+    One (T, B, width) tensor per activation stage whose dropout module is active (None for
+    the others and for a closed form), drawn before the loop: each entry is 0 with the
+    module's probability p, else ``1 / (1 - p)``, as ``nn.Dropout`` scales. The reference
+    draws its masks step by step, so the two paths use the random stream differently and
+    agree in distribution, not sample by sample. Uniform numbers compared with ``1 - p`` cost
+    a third of the time of ``bernoulli_`` on the CPU.
     """
-    if not dropout_active(cell):
+    probabilities = dropout_probabilities(cell)
+    if not any(p > 0.0 for p in probabilities):
         return None
-    keep = 1.0 - cell.backbone_dropout
-    return [
-        None
-        if stage.closed_form
-        else like.new_empty(steps, batch, stage.width).bernoulli_(keep).div_(keep)
-        for stage in stages
-    ]
+    per_layer = iter(probabilities)  # the activation stages are the backbone layers, in order
+    masks = []
+    for stage in stages:
+        p = 0.0 if stage.closed_form else next(per_layer)
+        if p >= 1.0:  # nn.Dropout(p=1) drops everything
+            masks.append(like.new_zeros(steps, batch, stage.width))
+        elif p > 0.0:
+            keep = 1.0 - p
+            mask = like.new_empty(steps, batch, stage.width).uniform_().lt_(keep).div_(keep)
+            masks.append(mask)
+        else:
+            masks.append(None)
+    return masks
 
 
 def constants_like(like: Tensor) -> dict[str, Tensor]:

@@ -282,9 +282,9 @@ class CfCCell(nn.Module):
     ) -> tuple[Tensor | None, Tensor] | None:
         """Run a whole sequence with the fast path, or return None where it does not apply.
 
-        See ``LTCCell.run_fast`` for the arguments. With an active backbone dropout (training
-        mode with ``backbone_dropout > 0``) the fast path applies only where autograd records:
-        it then draws every step's dropout mask before the loop.
+        See ``LTCCell.run_fast`` for the arguments. With an active backbone dropout (a
+        backbone ``nn.Dropout`` in training mode with ``p > 0``) the fast path applies only
+        where autograd records: it then draws every step's dropout mask before the loop.
         """
         record = grad_needed(self, input, hx)
         if not (self.fast_path and _cfc_fast.supports_fast_path(self, record)):

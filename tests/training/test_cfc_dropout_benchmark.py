@@ -48,8 +48,15 @@ def test_cfc_dropout_benchmark_models():
     assert fast.rnn_cell.fast_path and not reference.rnn_cell.fast_path
 
 
-@pytest.mark.parametrize("option", [["--dropout", "0"], ["--rounds", "0"]])
-def test_cfc_dropout_benchmark_rejects_bad_settings(option, tmp_path):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--dropout", "0"], "--dropout must be in"),
+        (["--rounds", "0"], "^--rounds must be at least 1, got 0"),
+        (["--layers", "0"], "^--layers must be at least 1, got 0"),
+    ],
+)
+def test_cfc_dropout_benchmark_rejects_bad_settings(option, message, tmp_path):
     module = load_script()
-    with pytest.raises(SystemExit, match=option[0]):
+    with pytest.raises(SystemExit, match=message):
         module.main([*option, "--output", str(tmp_path / "x.json")])

@@ -25,3 +25,22 @@ def test_progress_bar_without_logger_version(tmp_path):
     assert "Epoch 0" in bar
     assert "valid_loss" in bar
     assert "v_num" not in bar
+
+
+def test_own_progress_bar_replaces_the_default(tmp_path):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from torchlnn.experiments.runner import build_run, get_spec
+    from torchlnn.training import train_and_test
+
+    spec = get_spec("xor")
+    config = spec.config_for("lstm", 0)
+    config.units, config.epochs, config.batch_size = 4, 1, 8
+    config.loader_options = '{"encoding": "event", "num_train": 16, "num_valid": 8, "num_test": 8}'
+    config.runs_root, config.progress_bar = str(tmp_path), True
+    own = TQDMProgressBar(refresh_rate=5)
+
+    result = train_and_test(config, lambda: build_run(spec, config), callbacks=[own])
+
+    assert own.total_train_batches == 2  # the caller's bar ran the epoch
+    assert result is not None

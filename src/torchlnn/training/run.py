@@ -48,6 +48,7 @@ from lightning.pytorch.callbacks import (
     Callback,
     EarlyStopping,
     ModelCheckpoint,
+    ProgressBar,
     TQDMProgressBar,
 )
 from lightning.pytorch.loggers import CSVLogger
@@ -168,7 +169,7 @@ class RandomStateCallback(Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-class ProgressBar(TQDMProgressBar):
+class TrainingProgressBar(TQDMProgressBar):
     """Lightning's progress bar without the logger version ``v_num``, which reads like a
     metric (the CSV logger's version is the attempt folder, e.g. ``attempt-0``)."""
 
@@ -447,8 +448,8 @@ def build_trainer(
     )
     timer = EpochTimer()
     all_callbacks: list[Callback] = [checkpoint, timer, RandomStateCallback(), *callbacks]
-    if config.progress_bar:
-        all_callbacks.append(ProgressBar())
+    if config.progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+        all_callbacks.append(TrainingProgressBar())  # a caller's own bar takes its place
     if config.early_stopping_patience is not None:
         all_callbacks.append(
             EarlyStopping(

@@ -89,7 +89,7 @@ def test_tiny_run_writes_complete_report(tiny_run):
     assert list(conditions) == ["collect", "train", "evaluate", "analyse"]
     assert all(entry["torch_threads"] >= 1 for entry in conditions.values())
     assert "Torch threads: " in report
-    assert "Load average at the end of each stage: collect " in report
+    assert "when each stage ended, this run's own threads included: collect " in report
 
 
 @pytest.mark.slow

@@ -617,9 +617,6 @@ def run_lane_keeping(
     run.record["wall_seconds"] = round(sum(run.record["timings"].values()), 1)
     run.save()
     write_report(run.folder, run.record)
-    print(
-        f"[lane-keeping] report: {run.folder / REPORT_FILE} (also as report.html, figures in "
-        "figures/)",
-        flush=True,
-    )
+    print(f"[lane-keeping] report: {run.folder / REPORT_FILE} and report.html", flush=True)
+    print(f"[lane-keeping] figures: {run.folder / 'figures'}", flush=True)
     return run.folder

@@ -241,9 +241,9 @@ def _conditions(record: dict[str, Any]) -> str:
     text = f" Torch threads: {', '.join(str(t) for t in threads)}."
     if loads:
         text += (
-            f" Load average at the end of each stage: {loads}, on {cpus} CPU cores; a load"
-            " above the core count means other programs shared them and the times are longer"
-            " than on an idle machine."
+            f" One-minute load average when each stage ended, this run's own threads "
+            f"included: {loads}, on {cpus} logical CPUs; a load well above this run's threads "
+            "may mean that other programs shared the CPUs and made the stages slower."
         )
     return text
 

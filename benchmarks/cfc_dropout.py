@@ -82,12 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--output", type=Path, default=RESULT, help="JSON file to write")
     args = parser.parse_args(argv)
-    counts = (args.units, args.layers, args.batch, args.steps, args.rounds, args.threads)
-    if min(counts) < 1:
-        raise SystemExit(
-            "--units, --layers, --batch, --steps, --rounds and --threads must be at least 1, "
-            f"got {', '.join(str(c) for c in counts)}."
-        )
+    for name in ("units", "layers", "batch", "steps", "rounds", "threads"):
+        value = getattr(args, name)
+        if value < 1:
+            raise SystemExit(f"--{name} must be at least 1, got {value}.")
     if not 0.0 < args.dropout < 1.0:
         raise SystemExit(f"--dropout must be in (0, 1), got {args.dropout}.")
     torch.set_num_threads(args.threads)

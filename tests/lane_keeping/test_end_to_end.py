@@ -70,6 +70,10 @@ def test_tiny_run_writes_complete_report(tiny_run):
     assert "trainable parameters" in report
     html = (folder / "report.html").read_text()
     assert html.count("<img") >= 4
+    # Paths are plotted with clean frames and at the strongest noise level.
+    for condition in ("clean", "noise 0.1"):
+        assert f"Driven path of the NCP, LTC (19 neurons) ({condition})" in report
+        assert (folder / "evaluation" / f"ncp-ltc-{condition.replace(' ', '-')}.png").is_file()
     record = json.loads((folder / "lane_keeping.json").read_text())
     assert record["finished_stages"] == ["collect", "train", "evaluate", "analyse"]
     figures = {path.name for path in (folder / "figures").iterdir()}

@@ -512,6 +512,8 @@ def evaluate_stage(run: Run, trained: dict[str, Any]) -> dict[str, Any]:
     for kind, entry in trained.items():
         drivers[kind] = lambda path=entry["policy_file"]: PolicyDriver(load_policy(path))
 
+    # Paths are plotted with clean frames and at the strongest noise, where departures show.
+    plotted = {conditions[0][0], conditions[-1][0]}
     jobs = [
         (name, make, condition, perturbations)
         for name, make in drivers.items()
@@ -528,17 +530,17 @@ def evaluate_stage(run: Run, trained: dict[str, Any]) -> dict[str, Any]:
             distance=config.eval_distance,
             perturbations=perturbations,
             name=name,
-            keep_traces=condition == "clean",
+            keep_traces=condition in plotted,
             progress=config.progress,
             description=f"evaluate {number}/{len(jobs)}: {name}, {condition}",
         )
         stem = f"{name}-{condition.replace(' ', '-')}"
-        outcome.save(folder, stem=stem, plot=condition == "clean")
+        outcome.save(folder, stem=stem, plot=condition in plotted)
         results[key] = {
             "policy": name,
             "condition": condition,
             "summary": outcome.summary,
-            "plot": str(folder / f"{stem}.png") if condition == "clean" else None,
+            "plot": str(folder / f"{stem}.png") if condition in plotted else None,
         }
         run.record["stages"]["evaluate"] = results
         run.save()

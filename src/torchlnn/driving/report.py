@@ -337,11 +337,14 @@ def write_report(folder: Path, record: dict[str, Any]) -> Path:
     )
 
     document.heading("Figures")
+    evaluated = record["stages"].get("evaluate", {})
     for kind in ["expert", *models]:
-        entry = record["stages"].get("evaluate", {}).get(f"{kind} | clean")
-        if entry and entry.get("plot"):
+        for entry in evaluated.values():  # clean first, then the noise plotted (if any)
+            if entry["policy"] != kind or not entry.get("plot"):
+                continue
             relative = os.path.relpath(entry["plot"], folder)
-            document.image(relative, f"Driven path of the {MODEL_NAMES.get(kind, kind)} (clean)")
+            caption = f"Driven path of the {MODEL_NAMES.get(kind, kind)} ({entry['condition']})"
+            document.image(relative, caption)
     for kind, entry in analysis.get("models", {}).items():
         for key, caption in (
             ("attention_figure", "VisualBackProp attention, clean and noisy frames"),

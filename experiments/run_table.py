@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from torchlnn.experiments import EXPERIMENTS, ExperimentConfig, render_table, run_experiment
-from torchlnn.experiments.runner import spec_fields
+from torchlnn.experiments.runner import spec_fields, training_commits
 from torchlnn.training.config import add_config_arguments
 from torchlnn.training.models import MODEL_NAMES
 
@@ -51,23 +51,6 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     add_config_arguments(parser, ExperimentConfig, skip=("task", "experiment", "model", "seed"))
     return parser.parse_args(argv)
-
-
-def training_commits(run_dirs: list[str]) -> list[str]:
-    """Return the torchlnn commits of every attempt of the runs still on disk, in order."""
-    commits: list[str] = []
-    for run_dir in run_dirs:
-        run_file = Path(run_dir) / "run.json"
-        if not run_file.exists():
-            continue
-        record = json.loads(run_file.read_text())
-        environments = [record["environment"]]
-        environments += [a["environment"] for a in record["attempts"] if a.get("environment")]
-        for environment in environments:
-            commit = environment.get("torchlnn_commit")
-            if commit and commit not in commits:
-                commits.append(commit)
-    return commits
 
 
 def build_docs(results_dir: Path, extra_sections: list[Path] = ()) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,10 @@ def test_xor_tiny(tmp_path, no_network, model):
     row = tiny_run(tmp_path, "xor", model, XOR_TINY)
     assert 0 <= row["mean"] <= 100
     assert row["config"]["output_size"] == 1
+    # The row names the commit that training started from, as its run record does.
+    (run_dir,) = row["run_dirs"]
+    started = json.loads((Path(run_dir) / "run.json").read_text())["environment"]
+    assert row["training_commits"] == [c for c in [started["torchlnn_commit"]] if c]
     assert row["config"]["timespans_as_feature"] == (model == "gru")
 
 

@@ -60,6 +60,38 @@ def test_merge_pools_every_seed():
     assert [part["seeds"] for part in merged["parts"]] == [[0], [1, 2]]
 
 
+def test_merge_lists_every_training_commit():
+    first = make_row([0], [98.0], 40.0, "a", training_commits=["start0", "resumed0"])
+    later = make_row([1], [99.0], 40.0, "b")  # written before rows kept their commits
+
+    merged = merge_rows([first, later])
+
+    assert merged["training_commits"] == ["start0", "resumed0", "commit1"]
+    assert [part["commits"] for part in merged["parts"]] == [["start0", "resumed0"], ["commit1"]]
+
+
+def test_training_commits_come_from_the_run_records(tmp_path):
+    from torchlnn.experiments.runner import training_commits
+
+    def run_record(name, started, attempts):
+        folder = tmp_path / name
+        folder.mkdir()
+        record = {
+            "environment": {"torchlnn_commit": started},
+            "attempts": [{"environment": None}]
+            + [{"environment": {"torchlnn_commit": c}} for c in attempts],
+        }
+        (folder / "run.json").write_text(json.dumps(record))
+        return folder
+
+    first = run_record("seed0", "aaa", ["aaa", "bbb"])  # resumed once at a later commit
+    second = run_record("seed1", "ccc", [])
+
+    commits = training_commits([first, tmp_path / "gone", second])
+
+    assert commits == ["aaa", "bbb", "ccc"]
+
+
 def test_merge_of_merged_keeps_parts():
     merged = merge_rows([make_row([0], [98.0], 40.0, "a"), make_row([1], [99.0], 40.0, "b")])
     again = merge_rows([merged, make_row([2], [97.0], 40.0, "c")])

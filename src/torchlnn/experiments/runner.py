@@ -186,9 +186,32 @@ def summarise(
         "config": settings,
         "flush_denormal": flush_denormal,
         "run_dirs": [r.run_dir for r in results],
+        "training_commits": training_commits([r.run_dir for r in results]),
         "environment": environment_info(),
         "finished": _datetime.datetime.now().isoformat(timespec="seconds"),
     }
+
+
+def training_commits(run_dirs: Sequence[str | Path]) -> list[str]:
+    """Return the torchlnn commits that the runs' attempts started from, in order.
+
+    Each run folder's ``run.json`` records the environment when the run and each resumed
+    attempt started; a row written at the end would otherwise show the commit checked out
+    when training finished. Run folders no longer on disk are skipped.
+    """
+    commits: list[str] = []
+    for run_dir in run_dirs:
+        run_file = Path(run_dir) / "run.json"
+        if not run_file.exists():
+            continue
+        record = json.loads(run_file.read_text())
+        environments = [record["environment"]]
+        environments += [a["environment"] for a in record["attempts"] if a.get("environment")]
+        for environment in environments:
+            commit = environment.get("torchlnn_commit")
+            if commit and commit not in commits:
+                commits.append(commit)
+    return commits
 
 
 def merge_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -241,6 +264,7 @@ def merge_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "full_protocol": all(row["full_protocol"] for row in rows),
         "run_dirs": [d for row in rows for d in row.get("run_dirs", [])],
         "parts": parts,
+        "training_commits": list(dict.fromkeys(c for p in parts for c in p["commits"] if c)),
         "command": parts[0]["command"],
         "environment": parts[-1]["environment"],
         "finished": parts[-1]["finished"],

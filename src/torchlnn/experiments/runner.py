@@ -278,7 +278,9 @@ def _part_of(row: dict[str, Any]) -> dict[str, Any]:
         "command": row["command"],
         "seeds": row["seeds"],
         "best_epochs": row["best_epochs"],
-        "commits": row.get("training_commits") or [environment.get("torchlnn_commit")],
+        "commits": row.get("training_commits")
+        or training_commits(row.get("run_dirs", []))
+        or [environment.get("torchlnn_commit")],
         "environment": environment,
         "flush_denormal": row.get("flush_denormal", False),
         "finished": row["finished"],

@@ -60,7 +60,7 @@ def test_merge_pools_every_seed():
     assert [part["seeds"] for part in merged["parts"]] == [[0], [1, 2]]
 
 
-def test_merge_lists_every_training_commit():
+def test_merge_lists_training_commits():
     first = make_row([0], [98.0], 40.0, "a", training_commits=["start0", "resumed0"])
     later = make_row([1], [99.0], 40.0, "b")  # written before rows kept their commits
 
@@ -70,7 +70,7 @@ def test_merge_lists_every_training_commit():
     assert [part["commits"] for part in merged["parts"]] == [["start0", "resumed0"], ["commit1"]]
 
 
-def test_training_commits_come_from_the_run_records(tmp_path):
+def test_training_commits_from_run_records(tmp_path):
     from torchlnn.experiments.runner import training_commits
 
     def run_record(name, started, attempts):

@@ -365,8 +365,8 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
 def dropout_probabilities(cell) -> list[float]:
     """Return the active dropout probability after each backbone layer (0.0 where off).
 
-    The backbone's ``nn.Dropout`` modules decide, as in the reference: each follows its own
-    ``training`` flag and ``p``, so a module switched to ``eval()`` or set to ``p = 0`` drops
+    The backbone's ``nn.Dropout`` modules decide, as in the reference. Each follows its own
+    ``training`` flag and ``p``. So a module switched to ``eval()`` or set to ``p = 0`` drops
     nothing, and one left in training mode drops even when the cell is in ``eval()``. A cell
     without dropout modules (a wired CfC, or no dropout) gives an empty list.
     """

@@ -196,8 +196,8 @@ def training_commits(run_dirs: Sequence[str | Path]) -> list[str]:
     """Return the torchlnn commits that the runs' attempts started from, in order.
 
     Each run folder's ``run.json`` records the environment when the run and each resumed
-    attempt started; a row written at the end would otherwise show the commit checked out
-    when training finished. Run folders no longer on disk are skipped.
+    attempt started. The row is written when training ends, so its own environment shows
+    the commit checked out then. Run folders no longer on disk are skipped.
     """
     commits: list[str] = []
     for run_dir in run_dirs:

@@ -116,6 +116,20 @@ def run(layer, x, h0, timespans, lengths, fast: bool):
     return output.detach(), h_n.detach(), grads
 
 
+def assert_same_run(layer, fast, reference):
+    """Check that two results of ``run`` agree in float64: outputs, final state, gradients."""
+    torch.testing.assert_close(fast[0], reference[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast[1], reference[1], rtol=1e-10, atol=1e-12)
+    names = ["x", "h0"] + [n for n, _ in layer.named_parameters()]
+    for grad_name, got, expected in zip(names, fast[2], reference[2]):
+        # A value that the output does not depend on may get a zero gradient or none.
+        if expected is None or torch.count_nonzero(expected) == 0:
+            assert got is None or torch.count_nonzero(got) == 0, grad_name
+            continue
+        assert got is not None, grad_name
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
+
+
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_fast_path_matches_reference(name, option):
@@ -130,16 +144,7 @@ def test_fast_path_matches_reference(name, option):
     fast = run(layer, x, h0, timespans, lengths, fast=True)
     reference = run(layer, x, h0, timespans, lengths, fast=False)
 
-    torch.testing.assert_close(fast[0], reference[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(fast[1], reference[1], rtol=1e-10, atol=1e-12)
-    names = ["x", "h0"] + [n for n, _ in layer.named_parameters()]
-    for grad_name, got, expected in zip(names, fast[2], reference[2]):
-        # A value that the output does not depend on may get a zero gradient or none.
-        if expected is None or torch.count_nonzero(expected) == 0:
-            assert got is None or torch.count_nonzero(got) == 0, grad_name
-            continue
-        assert got is not None, grad_name
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
+    assert_same_run(layer, fast, reference)
 
 
 @pytest.mark.parametrize(
@@ -369,14 +374,7 @@ def test_dropout_fast_path_with_shared_masks(name, option, monkeypatch):
     reference = run(layer, x, h0, timespans, lengths, fast=False)
     assert all(backbone[i].calls == 5 for i in dropouts)
 
-    torch.testing.assert_close(fast[0], reference[0], rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(fast[1], reference[1], rtol=1e-10, atol=1e-12)
-    names = ["x", "h0"] + [n for n, _ in layer.named_parameters()]
-    for grad_name, got, expected in zip(names, fast[2], reference[2]):
-        if expected is None or torch.count_nonzero(expected) == 0:
-            assert got is None or torch.count_nonzero(got) == 0, grad_name
-            continue
-        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11, msg=grad_name)
+    assert_same_run(layer, fast, reference)
 
 
 def test_dropout_masks_share_and_mean():

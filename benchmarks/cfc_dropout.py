@@ -1,8 +1,8 @@
 """Training-step time of a CfC whose backbone dropout is active, against ncps and an LSTM.
 
 With ``backbone_dropout > 0`` in training mode, torchlnn's CfC draws the dropout masks of
-every step before the time loop and runs its fast path; before it did so, such a CfC trained
-on the reference loop. This script times one training step (forward, a sum-of-squares loss,
+every step before the time loop and runs its fast path. Before, such a CfC trained on the
+reference loop. This script times one training step (forward, a sum-of-squares loss,
 backward) of:
 
 * torchlnn's CfC on its fast path (the default),

@@ -11,6 +11,7 @@ import pytest
 from torchlnn.cli import COMMAND_MODULES
 from torchlnn.cli.experiment import register
 from torchlnn.experiments import EXPERIMENTS, run_experiment
+from torchlnn.training.models import MODEL_NAMES
 
 TINY = {
     "units": 4,
@@ -63,6 +64,15 @@ def test_xor_tiny(tmp_path, no_network, model):
     started = json.loads((Path(run_dir) / "run.json").read_text())["environment"]
     assert row["training_commits"] == [c for c in [started["torchlnn_commit"]] if c]
     assert row["config"]["timespans_as_feature"] == (model == "gru")
+
+
+def test_xor_time_inputs_match_protocol():
+    # The protocol text says which models read the elapsed time as an input feature.
+    spec = EXPERIMENTS["xor"]
+    as_feature = {m for m in MODEL_NAMES if spec.config_for(m, 0).timespans_as_feature}
+    assert as_feature == {"lstm", "gru"}
+    assert "the LSTM and the GRU get the timespan as an extra input feature" in spec.protocol
+    assert "the CT-RNN, like the LTC and the CfCs, takes it as the length" in spec.protocol
 
 
 def test_speed_tiny_and_table_merging(tmp_path, no_network):

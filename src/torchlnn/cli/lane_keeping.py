@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         ),
     )
     parser.add_argument("--preset", choices=("quick", "full"), default="quick",
-                        help="quick: about 20 minutes on 2 CPU cores (default); full: the "
+                        help="quick: 10 to 20 minutes on 2 CPU cores (default); full: the "
                              "paper-scale version, hours")
     parser.add_argument("--env", choices=("sim", "carracing"), default=None,
                         help="environment: the front-camera simulator (default) or CarRacing")

@@ -51,7 +51,7 @@ NOT_IN_HASH = {"in_hash": False}
 class LaneKeepingConfig:
     """Settings of a lane-keeping run. ``PRESETS`` holds the named sets of values."""
 
-    # Preset the other values came from: "quick" (the default, about 20 minutes on 2 CPU
+    # Preset the other values came from: "quick" (the default, 10 to 20 minutes on 2 CPU
     # cores) or "full" (the paper-scale version).
     preset: Literal["quick", "full"] = "quick"
     # Environment: "sim" (the front-camera simulator) or "carracing" (Gymnasium's CarRacing).

@@ -147,6 +147,35 @@ def test_fast_path_matches_reference(name, option):
     assert_same_run(layer, fast, reference)
 
 
+@pytest.mark.parametrize("name", ["ltc-ncp-fused", "ltc-autoncp-euler", "ltc-random-rk4"])
+def test_synapse_sums_in_column_blocks(name, monkeypatch):
+    # Tiny blocks: 4 columns each, the last one shorter, for the sensory synapses of all steps
+    # and (with Euler and RK4) the recurrent ones. Both must match the reference.
+    from torchlnn.cells import _ltc_fast
+
+    blocks = []
+    original = _ltc_fast._blocks
+
+    def recording_blocks(columns, count, budget):
+        blocks.append(original(columns, count, budget))
+        return blocks[-1]
+
+    monkeypatch.setattr(_ltc_fast, "_MIN_COLUMNS", 4)
+    monkeypatch.setattr(_ltc_fast, "_FORWARD_BUDGET", 1)
+    monkeypatch.setattr(_ltc_fast, "_BACKWARD_BUDGET", 1)
+    monkeypatch.setattr(_ltc_fast, "_blocks", recording_blocks)
+    torch.manual_seed(3)
+    layer = LAYERS[name]().double()
+    x = torch.randn(3, 5, INPUTS, dtype=torch.float64)
+    h0 = 0.5 * torch.randn(3, layer.state_size, dtype=torch.float64)
+
+    fast = run(layer, x, h0, None, None, fast=True)
+    reference = run(layer, x, h0, None, None, fast=False)
+
+    assert_same_run(layer, fast, reference)
+    assert [(0, 4), (4, 8), (8, 12), (12, 15)] in blocks  # the 15 columns of x, 3 x 5 steps
+
+
 @pytest.mark.parametrize(
     "name", ["ltc-autoncp-fused", "cfc-default-lecun_tanh-1", "wiredcfc-default-ncp"]
 )

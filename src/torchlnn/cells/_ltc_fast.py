@@ -51,8 +51,13 @@ from ._fast import (
 
 _CACHE = DerivedCache()
 
-# Columns of the sensory synapse sums computed together: bounds the (E, columns) temporaries.
-_COLUMN_BUDGET = 1 << 20
+# Columns of the synapse sums are processed in blocks of at most budget / E columns (and at
+# least _MIN_COLUMNS), so that the (E, columns) temporaries stay small. The backward makes
+# about ten of them per block: blocks of 2^16 floats (256 KB) keep those in a 2 MB L2 cache
+# (docs/benchmarks.md gives the times). The forward makes two per block and keeps larger ones.
+_FORWARD_BUDGET = 1 << 20
+_BACKWARD_BUDGET = 1 << 16
+_MIN_COLUMNS = 16
 
 
 def _solver_kind(solver) -> str | None:
@@ -254,7 +259,7 @@ class SynapseSums(torch.autograd.Function):
             out = base.contiguous()
         else:
             blocks = []
-            for start, stop in _blocks(columns, edges.count):
+            for start, stop in _blocks(columns, edges.count, _FORWARD_BUDGET):
                 activation, _ = activations(edges, sigma, shift, x[:, start:stop])
                 blocks.append(torch.addmm(base[:, start:stop], matrices.sums, activation))
             out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
@@ -272,7 +277,7 @@ class SynapseSums(torch.autograd.Function):
         grads = [torch.zeros_like(sigma), torch.zeros_like(shift), sigma.new_zeros(edges.count, 2)]
         grad_x = torch.zeros_like(x)
         if edges.count:
-            for start, stop in _blocks(x.shape[1], edges.count):
+            for start, stop in _blocks(x.shape[1], edges.count, _BACKWARD_BUDGET):
                 grad_x[:, start:stop] = sums_backward(
                     edges,
                     synapses.matrices,
@@ -285,8 +290,8 @@ class SynapseSums(torch.autograd.Function):
         return None, grad_x, grad_base, grads[0], grads[1], grads[2]
 
 
-def _blocks(columns: int, count: int) -> list[tuple[int, int]]:
-    size = max(1, _COLUMN_BUDGET // max(count, 1))
+def _blocks(columns: int, count: int, budget: int) -> list[tuple[int, int]]:
+    size = max(_MIN_COLUMNS, budget // max(count, 1))
     return [(start, min(start + size, columns)) for start in range(0, columns, size)]
 
 

@@ -358,8 +358,7 @@ def prepare(cell, dt: float | None, record: bool) -> Prepared:
 
     if record:
         return build()
-    with torch.no_grad():
-        return _CACHE.get(cell, dt, build)
+    return _CACHE.get(cell, dt, build)
 
 
 def dropout_probabilities(cell) -> list[float]:
@@ -370,7 +369,7 @@ def dropout_probabilities(cell) -> list[float]:
     nothing, and one left in training mode drops even when the cell is in ``eval()``. A cell
     without dropout modules (a wired CfC, or no dropout) gives an empty list.
     """
-    backbone = getattr(cell, "backbone", ())
+    backbone = cell._modules.get("backbone", ())  # not getattr: its miss costs a microsecond
     return [
         module.p if module.training else 0.0
         for module in backbone

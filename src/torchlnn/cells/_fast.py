@@ -103,7 +103,8 @@ class DerivedCache:
         )
 
     def get(self, module: nn.Module, key: Any, build: Callable[[], Any]) -> Any:
-        """Return the cached value for ``(module, key)``, calling ``build()`` when stale.
+        """Return the cached value for ``(module, key)``, calling ``build()`` under
+        ``torch.no_grad()`` when stale.
 
         Inside ``torch.inference_mode`` the entries are separate: tensors made there are
         inference tensors, which cannot be updated in place outside it.
@@ -117,7 +118,8 @@ class DerivedCache:
         if entry is not None and entry[0].unchanged():
             return entry[1]
         snapshot = _Snapshot(module)
-        value = build()
+        with torch.no_grad():  # a cached tensor must carry no autograd graph
+            value = build()
         entries.pop(key, None)
         while len(entries) >= self.max_entries:
             entries.pop(next(iter(entries)))  # the oldest entry

@@ -327,8 +327,7 @@ def _structure(cell) -> tuple[Edges, Edges]:
     def build():
         return edges_of(cell.sparsity_mask), edges_of(cell.sensory_sparsity_mask)
 
-    with torch.no_grad():
-        return _CACHE.get(cell, "structure", build)
+    return _CACHE.get(cell, "structure", build)
 
 
 def derive(cell, record: bool) -> Derived:
@@ -354,8 +353,7 @@ def derive(cell, record: bool) -> Derived:
 
     if record:
         return build()
-    with torch.no_grad():
-        return _CACHE.get(cell, "derived", build)
+    return _CACHE.get(cell, "derived", build)
 
 
 def sensory_terms(derived: Derived, x: Tensor) -> Tensor:

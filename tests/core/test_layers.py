@@ -205,6 +205,52 @@ def test_one_dimensional_input_raises_with_reshape(make):
     assert output.shape == (1, 8)
 
 
+EMPTY_BATCH_LAYERS = {
+    "ltc-fused": lambda: torchlnn.LTC(3, AutoNCP(10, 2)),
+    "ltc-euler": lambda: torchlnn.LTC(3, AutoNCP(10, 2), solver="euler", ode_unfolds=8),
+    "ltc-rk4": lambda: torchlnn.LTC(3, AutoNCP(10, 2), solver="rk4"),
+    "cfc": lambda: torchlnn.CfC(3, 8),
+    "wired-cfc": lambda: torchlnn.CfC(3, AutoNCP(10, 2)),
+}
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("name", sorted(EMPTY_BATCH_LAYERS))
+def test_empty_batch_gives_empty_outputs(name, fast):
+    layer = EMPTY_BATCH_LAYERS[name]()
+    layer.fast_path = fast
+    layer.rnn_cell.fast_path = fast
+    x = torch.randn(0, 5, 3, requires_grad=True)
+
+    output, h_n = layer(x, timespans=torch.rand(0, 5))
+    output.sum().backward()
+    with torch.no_grad():
+        last, _ = layer(x)
+    layer.return_sequences = False
+    final, _ = layer(x)
+    h0 = torch.zeros(0, layer.state_size)
+    with torch.no_grad():
+        step_output, step_state = layer.rnn_cell(torch.randn(0, 3), h0)
+
+    assert output.shape == (0, 5, layer.output_size)
+    assert h_n.shape == (0, layer.state_size)
+    assert x.grad.shape == (0, 5, 3)
+    assert last.shape == (0, 5, layer.output_size)
+    assert final.shape == (0, layer.output_size)
+    assert step_output.shape == (0, layer.output_size)
+    assert step_state.shape == (0, layer.state_size)
+
+
+@pytest.mark.parametrize("make", [lambda: torchlnn.CfC(4, 8), lambda: torchlnn.LTC(4, 8)])
+def test_zero_steps_raise_clear_error(make):
+    layer = make()
+    for x in (torch.randn(2, 0, 4), torch.randn(0, 4)):
+        with pytest.raises(ValueError, match="at least one time step") as error:
+            layer(x)
+        assert str(tuple(x.shape)) in str(error.value)
+        assert "lengths" in str(error.value)
+
+
 def test_autoncp_shapes_with_and_without_sequences():
     output, h_n = torchlnn.CfC(104, AutoNCP(64, 8), return_sequences=True)(torch.randn(3, 20, 104))
     assert output.shape == (3, 20, 8) and h_n.shape == (3, 64)

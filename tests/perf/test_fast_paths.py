@@ -149,31 +149,38 @@ def test_fast_path_matches_reference(name, option):
 
 @pytest.mark.parametrize("name", ["ltc-ncp-fused", "ltc-autoncp-euler", "ltc-random-rk4"])
 def test_synapse_sums_in_column_blocks(name, monkeypatch):
-    # Tiny blocks: 4 columns each, the last one shorter, for the sensory synapses of all steps
-    # and (with Euler and RK4) the recurrent ones. Both must match the reference.
+    # Blocks of 4 columns, the last one shorter, in the forward and in the backward: for the
+    # sensory synapses of all steps (6 x 5 columns) and, with Euler and RK4, for the recurrent
+    # synapses of each step (6 columns, one per sample). Both must match the reference.
     from torchlnn.cells import _ltc_fast
 
-    blocks = []
+    calls = {"forward": [], "backward": []}
     original = _ltc_fast._blocks
 
     def recording_blocks(columns, count, budget):
-        blocks.append(original(columns, count, budget))
-        return blocks[-1]
+        direction = "forward" if budget == _ltc_fast._FORWARD_BUDGET else "backward"
+        calls[direction].append(original(columns, count, budget))
+        return calls[direction][-1]
 
     monkeypatch.setattr(_ltc_fast, "_MIN_COLUMNS", 4)
     monkeypatch.setattr(_ltc_fast, "_FORWARD_BUDGET", 1)
-    monkeypatch.setattr(_ltc_fast, "_BACKWARD_BUDGET", 1)
+    monkeypatch.setattr(_ltc_fast, "_BACKWARD_BUDGET", 2)
     monkeypatch.setattr(_ltc_fast, "_blocks", recording_blocks)
     torch.manual_seed(3)
     layer = LAYERS[name]().double()
-    x = torch.randn(3, 5, INPUTS, dtype=torch.float64)
-    h0 = 0.5 * torch.randn(3, layer.state_size, dtype=torch.float64)
+    x = torch.randn(6, 5, INPUTS, dtype=torch.float64)
+    h0 = 0.5 * torch.randn(6, layer.state_size, dtype=torch.float64)
 
     fast = run(layer, x, h0, None, None, fast=True)
     reference = run(layer, x, h0, None, None, fast=False)
 
     assert_same_run(layer, fast, reference)
-    assert [(0, 4), (4, 8), (8, 12), (12, 15)] in blocks  # the 15 columns of x, 3 x 5 steps
+    all_steps = [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20), (20, 24), (24, 28), (28, 30)]
+    assert all_steps in calls["forward"]
+    assert all_steps in calls["backward"]
+    if "fused" not in name:
+        assert [(0, 4), (4, 6)] in calls["forward"]
+        assert [(0, 4), (4, 6)] in calls["backward"]
 
 
 @pytest.mark.parametrize(

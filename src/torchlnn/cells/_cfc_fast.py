@@ -827,7 +827,8 @@ class CfCSequence(torch.autograd.Function):
                 previous = states[:-1, :, start:stop].reshape(flat, stop - start)
                 grad_state_weights.append(grad_pre.t() @ previous)
             if stage.fresh:
-                source = _stage_outputs(stages, runs, states, index - 1).reshape(flat, -1)
+                source = _stage_outputs(stages, runs, states, index - 1)
+                source = source.reshape(flat, source.shape[-1])  # (T, B, W) -> (T B, W)
                 grad_fresh_weights.append(grad_pre.t() @ source)
             if stage.reads_input:
                 grad_inputs.append(grads[index].buffer)

@@ -51,10 +51,11 @@ from ._fast import (
 
 _CACHE = DerivedCache()
 
-# Columns of the synapse sums are processed in blocks of at most budget / E columns (and at
-# least _MIN_COLUMNS), so that the (E, columns) temporaries stay small. The backward makes
-# about ten of them per block: blocks of 2^16 floats (256 KB) keep those in a 2 MB L2 cache
-# (docs/benchmarks.md gives the times). The forward makes two per block and keeps larger ones.
+# The synapse sums process their columns in blocks of budget / E columns (at least
+# _MIN_COLUMNS), so each (E, columns) temporary has about ``budget`` elements. In the backward,
+# blocks of 2^16 (256 KB in float32) measured faster than blocks of 2^20, most likely because
+# more of its temporaries stay in the L2 cache (times in docs/benchmarks.md). The forward
+# makes fewer temporaries and keeps 2^20.
 _FORWARD_BUDGET = 1 << 20
 _BACKWARD_BUDGET = 1 << 16
 _MIN_COLUMNS = 16
@@ -254,8 +255,9 @@ class SynapseSums(torch.autograd.Function):
     def forward(ctx, synapses, x, base, sigma, shift, weight):
         edges, matrices = synapses.edges, synapses.matrices
         columns = x.shape[1]
+        ctx.base_columns = base.shape[1]  # 1 (shared by every column) or M
         base = base.expand(2 * edges.targets, columns)
-        if not edges.count:
+        if not edges.count or not columns:
             out = base.contiguous()
         else:
             blocks = []
@@ -264,7 +266,6 @@ class SynapseSums(torch.autograd.Function):
                 blocks.append(torch.addmm(base[:, start:stop], matrices.sums, activation))
             out = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
         ctx.synapses = synapses
-        ctx.base_shape = base.shape
         ctx.save_for_backward(x, sigma, shift)
         return out
 
@@ -273,7 +274,7 @@ class SynapseSums(torch.autograd.Function):
         x, sigma, shift = ctx.saved_tensors
         synapses = ctx.synapses
         edges = synapses.edges
-        grad_base = grad_out if ctx.base_shape[1] != 1 else grad_out.sum(1, keepdim=True)
+        grad_base = grad_out if ctx.base_columns != 1 else grad_out.sum(1, keepdim=True)
         grads = [torch.zeros_like(sigma), torch.zeros_like(shift), sigma.new_zeros(edges.count, 2)]
         grad_x = torch.zeros_like(x)
         if edges.count:
@@ -367,7 +368,7 @@ def sensory_terms(derived: Derived, x: Tensor) -> Tensor:
         u = u + derived.input_b
     u = u.reshape(steps * batch, features).t()  # (T, B, I) -> (I, M), M = T B
     terms = synaptic_sums(derived.sensory, u, derived.leak)  # (2N, M)
-    return terms.view(-1, steps, batch).transpose(0, 1)  # (2N, M) -> (T, 2N, B)
+    return terms.view(terms.shape[0], steps, batch).transpose(0, 1)  # (2N, M) -> (T, 2N, B)
 
 
 def unfold_base(terms: Tensor, cm: Tensor, h: float | Tensor, epsilon: float) -> Tensor:
@@ -833,7 +834,7 @@ def step(cell, x: Tensor, h: Tensor, dt: float | Tensor) -> Tensor:
         if plan is not None:
             space = thread_workspace(plan, lambda: _SmallWorkspace(plan))
             return _run_small_step(plan, space, x.view(-1), h.view(-1)).unsqueeze(0)
-    dt_time = dt if isinstance(dt, float) else dt.reshape(1, 1, -1)  # (B, 1) -> (1, 1, B)
+    dt_time = dt if isinstance(dt, float) else dt.reshape(1, 1, dt.shape[0])  # (B, 1) -> (1, 1, B)
     derived = derive(cell, record=False)
     _, last = _loop(cell, derived, x.unsqueeze(0), h.t(), dt_time, None, False, 1, False)
     return last.t()

@@ -46,10 +46,19 @@ def check_input(input: Any, input_size: int, batch_first: bool, owner: str) -> t
         raise TypeError(f"{owner} expects a floating-point input, got dtype {input.dtype}.")
     batched = input.dim() == 3
     if not batched:
-        return input.unsqueeze(0), False  # (T, F) -> (1, T, F)
-    if not batch_first:
-        return input.transpose(0, 1), True  # (T, B, F) -> (B, T, F)
-    return input, True
+        x = input.unsqueeze(0)  # (T, F) -> (1, T, F)
+    elif not batch_first:
+        x = input.transpose(0, 1)  # (T, B, F) -> (B, T, F)
+    else:
+        x = input
+    if x.shape[1] == 0:
+        raise ValueError(
+            f"{owner} expects at least one time step, got input of shape "
+            f"{tuple(input.shape)} (layout {layout} with batch_first={batch_first}). Leave empty "
+            f"sequences out of the batch, or pad them to one step and give them length 0 in "
+            f"lengths."
+        )
+    return x, batched
 
 
 def timespans_shapes(batch_first: bool, batched: bool) -> str:

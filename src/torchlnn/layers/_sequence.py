@@ -33,6 +33,8 @@ def _constant_value(elapsed: Tensor) -> float | Tensor:
     same result, to the bit, as that number.
     """
     flat = elapsed.reshape(-1)
+    if not flat.numel():  # an empty batch
+        return elapsed
     first = flat[0]
     if bool((flat == first).all()):
         return float(first)
@@ -206,10 +208,10 @@ class LiquidSequence(CheckedWiringLoad):
         """Return ``(states, h_T)`` from the cell's fast path, or None where it does not apply.
 
         It does not apply to mixed memory, under autocast, while tracing or exporting, to
-        dtypes other than float32 and float64, to elapsed times that require grad, to an
-        empty sequence, or where the cell declines (see each cell's ``run_fast``).
+        dtypes other than float32 and float64, to elapsed times that require grad, or where
+        the cell declines (see each cell's ``run_fast``).
         """
-        if not self.fast_path or self.lstm is not None or x.shape[1] == 0:
+        if not self.fast_path or self.lstm is not None:
             return None
         if exporting() or x.dtype not in FAST_DTYPES:
             return None

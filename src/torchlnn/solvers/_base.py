@@ -91,7 +91,7 @@ class ExplicitSolver(Solver):
 
     def _check_stability(self, terms, cm, v, h, dt, unfolds) -> bool:
         """Warn, and return True, when a sub-step exceeds the stability limit."""
-        if is_tracing_or_compiling():
+        if is_tracing_or_compiling() or v.numel() == 0:  # an empty batch has no sub-step
             return False
         with torch.no_grad():
             _, denominator = terms(v)

@@ -71,7 +71,7 @@ def test_xor_time_inputs_match_protocol():
     spec = EXPERIMENTS["xor"]
     as_feature = {m for m in MODEL_NAMES if spec.config_for(m, 0).timespans_as_feature}
     assert as_feature == {"lstm", "gru"}
-    assert "the LSTM and the GRU get the timespan as an extra input feature" in spec.protocol
+    assert "The LSTM and the GRU get the timespan as an extra input feature" in spec.protocol
     assert "the CT-RNN, like the LTC and the CfCs, takes it as the length" in spec.protocol
 
 

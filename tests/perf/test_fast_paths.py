@@ -149,8 +149,8 @@ def test_fast_path_matches_reference(name, option):
 
 @pytest.mark.parametrize("name", ["ltc-ncp-fused", "ltc-autoncp-euler", "ltc-random-rk4"])
 def test_synapse_sums_in_column_blocks(name, monkeypatch):
-    # Blocks of 4 columns, the last one shorter, in the forward and in the backward: for the
-    # sensory synapses of all steps (6 x 5 columns) and, with Euler and RK4, for the recurrent
+    # Blocks of 4 columns, the last one shorter, in the forward and in the backward. They cover
+    # the sensory synapses of all steps (6 x 5 columns) and, with Euler and RK4, the recurrent
     # synapses of each step (6 columns, one per sample). Both must match the reference.
     from torchlnn.cells import _ltc_fast
 

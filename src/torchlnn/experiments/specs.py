@@ -215,7 +215,7 @@ XOR_EVENT = ExperimentSpec(
         "change of bit, elapsed steps as timespans divided by 32), padded to 32; 100,000 "
         "training and 10,000 test streams plus 10,000 validation streams. One logit, binary "
         "cross-entropy. Per-model optimiser settings follow the CfC repository's XOR script; "
-        "LSTM, GRU and CT-RNN (not in the paper's XOR table) use the LTC settings; the LSTM "
+        "LSTM, GRU and CT-RNN (not in the paper's XOR table) use the LTC settings. The LSTM "
         "and the GRU get the timespan as an extra input feature, while the CT-RNN, like the "
         "LTC and the CfCs, takes it as the length of its time step."
     ),

@@ -67,7 +67,7 @@ def test_xor_tiny(tmp_path, no_network, model):
 
 
 def test_xor_time_inputs_match_protocol():
-    # The protocol text says which models read the elapsed time as an input feature.
+    # The protocol text names the models that read the elapsed time as an input feature.
     spec = EXPERIMENTS["xor"]
     as_feature = {m for m in MODEL_NAMES if spec.config_for(m, 0).timespans_as_feature}
     assert as_feature == {"lstm", "gru"}

@@ -29,6 +29,15 @@ def small_ncp() -> NCP:
     return NCP(4, 3, 2, 2, 2, 3, 2, seed=2)
 
 
+def interleaved_layers() -> Wiring:
+    # Two layers whose neurons alternate (0, 2, 4 and 1, 3, 5): the wired CfC's fast path then
+    # keeps its state in layer order and maps it back to neuron ids.
+    rng = np.random.default_rng(3)
+    adjacency = rng.choice([-1, 0, 1], size=(6, 6))
+    sensory = rng.choice([-1, 0, 1], size=(INPUTS, 6))
+    return Wiring.from_matrices(adjacency, sensory, output_dim=2, layers=[[1, 3, 5], [0, 2, 4]])
+
+
 def no_sensory_synapses() -> Wiring:
     # No input reaches any neuron: the layers must still run on the recurrent synapses alone.
     adjacency = np.array([[0, 1, 0], [0, 0, -1], [1, 0, 0]])
@@ -249,10 +258,17 @@ def cells():
         "ltc-ncp": lambda: LTCCell(small_ncp(), in_features=INPUTS),
         "ltc-autoncp-large": lambda: LTCCell(AutoNCP(96, 4, seed=1), in_features=INPUTS),
         "ltc-euler": lambda: LTCCell(small_ncp(), in_features=INPUTS, solver="euler"),
+        "ltc-linear-identity": lambda: LTCCell(
+            small_ncp(), in_features=INPUTS, input_mapping="linear", output_mapping=None
+        ),
+        "ltc-identity-linear": lambda: LTCCell(
+            small_ncp(), in_features=INPUTS, input_mapping="identity", output_mapping="linear"
+        ),
         "cfc": lambda: CfCCell(INPUTS, 5, backbone_units=6),
         "cfc-pure-gelu": lambda: CfCCell(INPUTS, 5, mode="pure", backbone_activation="gelu"),
         "wiredcfc": lambda: WiredCfCCell(INPUTS, small_ncp()),
         "wiredcfc-random": lambda: WiredCfCCell(INPUTS, Random(7, 3, 0.5, seed=4), "no_gate"),
+        "wiredcfc-interleaved": lambda: WiredCfCCell(INPUTS, interleaved_layers()),
     }
 
 
@@ -261,6 +277,10 @@ def cells():
 def test_cell_step_matches_reference(name, batch):
     torch.manual_seed(0)
     cell = cells()[name]().double()
+    with torch.no_grad():  # move the LTC's input and output mappings away from the identity
+        for parameter_name, parameter in cell.named_parameters():
+            if parameter_name.startswith(("input_", "output_")):
+                parameter.add_(0.3 * torch.randn_like(parameter))
     x = torch.randn(batch, INPUTS, dtype=torch.float64)
     h = 0.5 * torch.randn(batch, cell.state_size, dtype=torch.float64)
     for dt in (1.0, 0.3, 0.2 + torch.rand(batch, 1, dtype=torch.float64)):

@@ -1092,6 +1092,16 @@ class _SingleStep:
     state terms of every stage that reads the state, their weights scattered into one
     (rows, N) matrix. Then each stage adds its input or fresh term in place and applies its
     nonlinearity into buffers whose views were made once.
+
+    When every closed form is "default", each one leaves ``s = lerp(s_1, s_2, g)`` instead of
+    its output, with ``s_i = sigmoid(2 f_i)``:
+
+    .. math::
+
+        z = \tanh(f_1) (1 - g) + g \tanh(f_2) = 2 s - 1,
+
+    so the next stage reads ``2 W^f s + (b - W^f 1)`` (weights folded here) and one operation
+    at the end maps the whole new state to ``2 s - 1``. That saves the per-stage shift.
     """
 
     def __init__(self, prepared: Prepared):
@@ -1100,6 +1110,14 @@ class _SingleStep:
         units = sum(stage.width for stage in program.stages if stage.closed_form)
         self.order, self.inverse = program.order, prepared.inverse
         self.constants = prepared.constants
+        forms = [stage.kind for stage in program.stages if stage.closed_form]
+        self.lerp_state = all(kind == "default" for kind in forms)
+        biases, fresh = list(program.biases), list(weights.fresh)
+        if self.lerp_state:
+            for index, stage in enumerate(program.stages):
+                if index and stage.fresh and program.stages[index - 1].kind == "default":
+                    biases[index] = biases[index] - fresh[index].sum(1)
+                    fresh[index] = 2.0 * fresh[index]
 
         # The stages that read the state share one product with the state.
         group = [i for i, stage in enumerate(program.stages) if stage.state_columns is not None]
@@ -1115,7 +1133,7 @@ class _SingleStep:
             if index in group:
                 start, stop = stage.state_columns
                 self.group_weight[offset : offset + stage.rows, start:stop] = weights.state[index]
-                self.group_bias[offset : offset + stage.rows] = program.biases[index]
+                self.group_bias[offset : offset + stage.rows] = biases[index]
                 pre = self.group_pre[offset : offset + stage.rows]
                 offset += stage.rows
             else:
@@ -1124,9 +1142,9 @@ class _SingleStep:
                 "kind": stage.kind,
                 "pre": pre,
                 "in_group": index in group,
-                "bias": program.biases[index],
+                "bias": biases[index],
                 "input": _contiguous(program.input_weights[index]),
-                "fresh": _contiguous(weights.fresh[index]),
+                "fresh": _contiguous(fresh[index]),
                 "pure": weights.pure[index],
                 "output": like.new_empty(hidden) if not stage.closed_form else None,
                 "out": None,
@@ -1138,6 +1156,8 @@ class _SingleStep:
                 tanh = like.new_empty(2 * hidden)
                 entry.update(
                     sigmoid_f=pre[: 2 * hidden],
+                    sigmoid_1=pre[:hidden],
+                    sigmoid_2=pre[hidden : 2 * hidden],
                     gate=pre[2 * hidden :],
                     tanh=tanh,
                     tanh_1=tanh[:hidden],
@@ -1164,12 +1184,22 @@ class _SingleStep:
             else:
                 torch.addmv(entry["bias"], entry["fresh"], z, out=pre)
             z = self._apply(entry, pre, dt)
-        if self.inverse is None:
-            return self.new_state.clone()
-        return self.new_state.index_select(0, self.inverse)
+        state = self.new_state
+        if self.inverse is not None:
+            state = state.index_select(0, self.inverse)
+        if not self.lerp_state:
+            return state.clone() if self.inverse is None else state
+        if self.inverse is None:  # a new tensor: the caller keeps it while the buffer is reused
+            return torch.add(self.constants["closed_form"], state, alpha=2.0)
+        return state.mul_(2.0).add_(self.constants["closed_form"])
 
     def _apply(self, entry: dict, pre: Tensor, dt: float) -> Tensor:
         kind = entry["kind"]
+        if kind == "default" and self.lerp_state:
+            pre.sigmoid_()  # s_1, s_2, gate
+            return torch.lerp(
+                entry["sigmoid_1"], entry["sigmoid_2"], entry["gate"], out=entry["out"]
+            )
         if kind in ("default", "no_gate"):
             pre.sigmoid_()  # sigmoid(2 f_1), sigmoid(2 f_2), gate
             torch.add(

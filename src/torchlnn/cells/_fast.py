@@ -150,23 +150,27 @@ class _Snapshot:
                 self._record(child)
 
     def unchanged(self) -> bool:
+        # Called on every cached step, so it reads each attribute once and calls no helper.
         for modules, name, child in self.modules:
             if modules.get(name) is not child:
                 return False
         for parameters, name, tensor, version, pointer in self.parameters:
-            if (
-                parameters.get(name) is not tensor
-                or _version(tensor) != version
-                or tensor.data_ptr() != pointer
-            ):
+            if parameters.get(name) is not tensor or tensor.data_ptr() != pointer:
+                return False
+            if version is not None and tensor._version != version:
                 return False
         return True
 
 
-def _version(tensor: Tensor) -> int:
-    # NOTE: inference tensors (parameters of a model built inside torch.inference_mode) have
-    # no version counter, so an in-place update of one goes unnoticed by the cache.
-    return -1 if tensor.is_inference() else tensor._version
+def _version(tensor: Tensor) -> int | None:
+    """Return the version counter, or None for an inference tensor, which has none.
+
+    A tensor stays an inference tensor (or not) for its whole life, so ``unchanged`` skips
+    the check for the tensors recorded with None. NOTE: an in-place update of an inference
+    tensor (a parameter of a model built inside ``torch.inference_mode``) therefore goes
+    unnoticed by the cache.
+    """
+    return None if tensor.is_inference() else tensor._version
 
 
 def module_tensors(module: nn.Module, found: list[Tensor] | None = None) -> list[Tensor]:

@@ -724,17 +724,16 @@ class _SmallStep:
 
     where ``G`` (E, N) holds ``sigma_e`` at (e, source(e)), and ``M`` (2N, E + N) holds
     ``h w_e E_e`` and ``h w_e`` in the rows of ``target(e)`` and ``C_m`` on the diagonal of
-    the state block. The sensory synapses are the same products on the mapped input, once per
-    step. Dense matrices cost E N operations instead of E, so this form is kept for small
-    cells, where it replaces a dozen tiny operations per unfold.
+    the state block. The sensory synapses are the same products on the input, once per step,
+    with the input mapping ``u = w x + b`` folded in: ``G_s u + c_s = (G_s diag(w)) x +
+    (G_s b + c_s)``. Dense matrices cost E N operations instead of E, so this form is kept for
+    small cells, where it replaces a dozen tiny operations per unfold.
     """
 
     units: int
     count: int
-    input_w: Tensor | None  # (I,)
-    input_b: Tensor | None
-    sensory_gather: Tensor  # (Es, I)
-    sensory_shift: Tensor  # (Es,)
+    sensory_gather: Tensor  # (Es, I), times the input mapping's weight
+    sensory_shift: Tensor  # (Es,), plus the gathered input mapping's bias
     sensory_sums: Tensor  # (2N, Es), times h
     base: Tensor  # (2N,): [h g_leak v_leak; C_m + h (g_leak + epsilon)]
     gather: Tensor  # (E, N)
@@ -772,13 +771,16 @@ def _small_step(cell, dt: float) -> _SmallStep | None:
     leak = derived.leak.squeeze(-1)  # [g_leak v_leak; g_leak]
     base = torch.cat((h * leak[:units], cm + h * (leak[units:] + cell.epsilon)))
     state_block = torch.cat((torch.diag(cm), torch.zeros_like(torch.diag(cm))))  # (2N, N)
+    sensory_gather, sensory_shift = gather(sensory, inputs), sensory.shift
+    if derived.input_b is not None:
+        sensory_shift = sensory_shift + sensory_gather @ derived.input_b
+    if derived.input_w is not None:
+        sensory_gather = sensory_gather * derived.input_w  # scales column i by w_i
     return _SmallStep(
         units=units,
         count=count,
-        input_w=derived.input_w,
-        input_b=derived.input_b,
-        sensory_gather=gather(sensory, inputs),
-        sensory_shift=sensory.shift,
+        sensory_gather=sensory_gather,
+        sensory_shift=sensory_shift,
         sensory_sums=sums(sensory),
         base=base,
         gather=gather(recurrent, units),
@@ -793,7 +795,6 @@ class _SmallWorkspace:
 
     def __init__(self, plan: _SmallStep):
         like, count, units = plan.base, plan.count, plan.units
-        self.mapped = like.new_empty(plan.sensory_gather.shape[1])
         self.sensory = like.new_empty(plan.sensory_gather.shape[0])
         self.base = like.new_empty(2 * units)
         self.w = like.new_empty(count + units)  # [a; v]
@@ -804,12 +805,7 @@ class _SmallWorkspace:
 
 def _run_small_step(plan: _SmallStep, space: _SmallWorkspace, x: Tensor, v: Tensor) -> Tensor:
     """Advance one sample: x (I,), v (N,); returns the new state (N,)."""
-    u = x
-    if plan.input_b is not None:
-        u = torch.addcmul(plan.input_b, x, plan.input_w, out=space.mapped)
-    elif plan.input_w is not None:
-        u = torch.mul(x, plan.input_w, out=space.mapped)
-    torch.addmv(plan.sensory_shift, plan.sensory_gather, u, out=space.sensory).sigmoid_()
+    torch.addmv(plan.sensory_shift, plan.sensory_gather, x, out=space.sensory).sigmoid_()
     base = torch.addmv(plan.base, plan.sensory_sums, space.sensory, out=space.base)
 
     w, activation, state = space.w, space.activation, space.state

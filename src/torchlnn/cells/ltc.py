@@ -299,11 +299,11 @@ class LTCCell(WiredModule):
 
     def readout(self, state: Tensor) -> Tensor:
         """Return the output for states of shape (..., N): the mapped motor neurons (..., M)."""
-        output = state[..., : self.motor_size]
-        if self.output_mapping in ("affine", "linear"):
-            output = output * self.output_w
+        output = state.narrow(-1, 0, self.motor_size)
         if self.output_mapping == "affine":
-            output = output + self.output_b
+            return torch.addcmul(self.output_b, output, self.output_w)
+        if self.output_mapping == "linear":
+            return output * self.output_w
         return output
 
     def time_constants(self, input: Tensor, hx: Tensor) -> Tensor:

@@ -268,7 +268,7 @@ class WiredCfCCell(WiredModule):
         """Return the output for states (..., N): the motor neurons (..., M)."""
         if self._readout_ids is not None:
             return state[..., self._readout_ids]
-        return state[..., : self.wiring.output_dim]
+        return state.narrow(-1, 0, self.wiring.output_dim)
 
     def forward(
         self, input: Tensor, hx: Tensor | None = None, dt: float | Tensor = 1.0

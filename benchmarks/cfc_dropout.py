@@ -25,7 +25,6 @@ Run: ``python benchmarks/cfc_dropout.py`` (about a minute).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 import torchlnn
+from torchlnn._io import write_json
 from torchlnn.training.run import environment_info
 
 try:
@@ -125,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment_info(),
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.output, record)
     print(f"Written to {args.output}.")
     return 0
 

@@ -19,13 +19,13 @@ Run: ``python benchmarks/conv_head.py`` (about a minute per policy kind).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from torchlnn._io import write_json
 from torchlnn.driving.policies import POLICY_KINDS, build_policy
 from torchlnn.training.run import environment_info
 
@@ -105,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment_info(),
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.output, record)
     print(f"Written to {args.output}.")
     return 0
 

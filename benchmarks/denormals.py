@@ -21,13 +21,13 @@ result is printed and written to ``benchmarks/results/denormals.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from torchlnn._io import write_json
 from torchlnn.experiments.runner import build_run, get_spec
 from torchlnn.training.run import environment_info
 
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "environment": environment_info(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.output, record)
     for name, seconds in result.items():
         print(f"{name}: {seconds:.3f} CPU s per batch")
     print(f"wrote {args.output}")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import re
@@ -39,6 +38,7 @@ import torch
 
 import torchlnn
 from torchlnn import export
+from torchlnn._io import write_json
 from torchlnn.wirings import NCP
 
 RESULTS = Path(__file__).resolve().parent / "results" / "deploy_step.json"
@@ -397,8 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     if bar is not None:
         bar.close()
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.output, record)
     for name, result in record["models"].items():
         times = ", ".join(
             f"{form} {value['median_us']:.1f}" for form, value in result["step_time"].items()

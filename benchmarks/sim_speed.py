@@ -27,7 +27,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
@@ -36,6 +35,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from torchlnn._io import write_json  # noqa: E402
 from torchlnn.driving import PurePursuitExpert, make_env  # noqa: E402
 
 
@@ -178,8 +178,7 @@ def main() -> None:
                 print(f"{name.split('_frames')[0]:10s} {kind:16s} "
                       f"{clocks['wall_clock']:7.0f} frames/s wall clock, "
                       f"{clocks['cpu_time']:7.0f} frames/s of CPU time")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out, record)
     print(f"wrote {args.out}")
 
 

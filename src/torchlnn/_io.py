@@ -1,8 +1,12 @@
-"""Saving and loading whole layers: the config and the state dict in one file."""
+"""Saving and loading whole layers (the config and the state dict in one file), and JSON
+records written so that a reader never sees half a file."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,3 +64,18 @@ def load(path: str | os.PathLike, map_location: Any = None) -> nn.Module:
     module = cls.from_config(payload["config"])
     module.load_state_dict(payload["state_dict"])
     return module
+
+
+def write_json(path: str | os.PathLike, value: Any, default: Callable[[Any], Any] = str) -> Path:
+    """Write ``value`` as indented JSON to ``path`` and return the path.
+
+    The text goes to a temporary file in the same folder, which then replaces ``path``, so a
+    run killed while writing leaves the previous file whole. Missing parent folders are
+    created. ``default`` converts what JSON cannot encode, as in ``json.dumps``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=default) + "\n")
+    os.replace(temporary, path)
+    return path

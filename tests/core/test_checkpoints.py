@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -152,3 +153,15 @@ def test_layer_config_rebuilds_same_structure():
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {
         k: v.shape for k, v in model.state_dict().items()
     }
+
+
+def test_json_record_written_whole(tmp_path):
+    from torchlnn._io import write_json
+
+    path = tmp_path / "new" / "folder" / "record.json"
+    write_json(path, {"run": tmp_path, "loss": 0.5})
+    write_json(path, {"run": tmp_path, "loss": 0.25})  # replaces the first record
+    text = path.read_text()
+    assert text.endswith("\n")
+    assert json.loads(text) == {"run": str(tmp_path), "loss": 0.25}
+    assert [p.name for p in path.parent.iterdir()] == ["record.json"]  # no temporary left

@@ -38,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from torchlnn._io import write_json
 from torchlnn.driving.policies import CONV_INITS, POLICY_KINDS
 
 RUN_FILE = "lane_keeping.json"
@@ -247,12 +248,6 @@ def find_unfinished_run(root: Path, fingerprint: str) -> Path | None:
     return max(candidates, key=lambda folder: folder.name) if candidates else None
 
 
-def _write_json(path: Path, value: Any) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(value, indent=2, default=_json_default))
-    os.replace(temporary, path)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
@@ -290,7 +285,7 @@ class Run:
         self.save()
 
     def save(self) -> None:
-        _write_json(self.record_path, self.record)
+        write_json(self.record_path, self.record, default=_json_default)
 
     def done(self, stage: str) -> Any:
         return self.record["stages"].get(stage)

@@ -54,6 +54,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from torchlnn._io import write_json
 from torchlnn.training.config import TrainConfig, config_hash, config_to_dict
 from torchlnn.training.models import count_parameters
 
@@ -293,12 +294,6 @@ def is_main_process() -> bool:
     return True
 
 
-def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(temporary, path)
-
-
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text())
 
@@ -386,7 +381,7 @@ def resolve_run_dir(config: TrainConfig, timeout: float = 600.0) -> tuple[Path, 
     if run_dir is None:
         run_dir = new_run_dir(config.runs_root, config.task)
     pointer.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(pointer, {"run_dir": str(run_dir)})
+    write_json(pointer, {"run_dir": str(run_dir)})
     return run_dir, pointer
 
 
@@ -413,7 +408,7 @@ def _record_attempt(run_dir: Path, config: TrainConfig, resumed_from: Path | Non
             "environment": environment_info() if record["attempts"] else None,
         }
     )
-    _write_json(run_file, record)
+    write_json(run_file, record)
     return len(record["attempts"]) - 1
 
 
@@ -591,5 +586,5 @@ def _train_and_test(
         wall_seconds=time.perf_counter() - start,
     )
     if trainer.is_global_zero:
-        _write_json(run_dir / RESULT_FILE, dataclasses.asdict(result))
+        write_json(run_dir / RESULT_FILE, dataclasses.asdict(result))
     return result

@@ -1184,14 +1184,15 @@ class _SingleStep:
             else:
                 torch.addmv(entry["bias"], entry["fresh"], z, out=pre)
             z = self._apply(entry, pre, dt)
+        # Each branch returns a new tensor: the caller keeps it while the buffer is reused.
         state = self.new_state
+        if self.lerp_state:
+            state = torch.add(self.constants["closed_form"], state, alpha=2.0)  # 2 s - 1
+        elif self.inverse is None:
+            state = state.clone()
         if self.inverse is not None:
             state = state.index_select(0, self.inverse)
-        if not self.lerp_state:
-            return state.clone() if self.inverse is None else state
-        if self.inverse is None:  # a new tensor: the caller keeps it while the buffer is reused
-            return torch.add(self.constants["closed_form"], state, alpha=2.0)
-        return state.mul_(2.0).add_(self.constants["closed_form"])
+        return state
 
     def _apply(self, entry: dict, pre: Tensor, dt: float) -> Tensor:
         kind = entry["kind"]
